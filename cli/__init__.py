@@ -1,0 +1,1 @@
+"""The ``extremefast`` command line (installed as the package ``extremefast.cli``)."""

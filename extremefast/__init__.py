@@ -1,0 +1,17 @@
+"""extremefast: weakly supervised 3D segmentation from six extreme-point clicks, fast."""
+from ._version import __version__
+from .errors import BackendUnavailable, DataError, ExtremefastError, InputError
+from .random_walker import random_walker
+
+
+def __getattr__(name):
+    # torch-dependent pieces are imported on first use so `import extremefast` stays light.
+    if name == "point_loss":
+        from .point_loss import point_loss
+
+        return point_loss
+    raise AttributeError(f"module 'extremefast' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "random_walker", "point_loss", "ExtremefastError", "InputError",
+           "DataError", "BackendUnavailable"]

@@ -1,0 +1,226 @@
+"""Medical Segmentation Decathlon (MSD) layout: ``dataset.json``, ``imagesTr/``, ``labelsTr/``.
+
+A dataset is opened from a folder, a known name (``msd_spleen`` resolves to
+``Task09_Spleen`` under ``--data-root`` or ``$EXTREMEFAST_DATA_ROOT``) or ``synthetic``
+(phantoms written once into a cache folder). The organ is chosen by label value or by the
+name ``dataset.json`` gives it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, InputError
+from ..nifti import Volume, load_nifti
+
+DATA_ROOT_ENV = "EXTREMEFAST_DATA_ROOT"
+
+# Known names: folder under the data root, and where a user gets the data.
+KNOWN_DATASETS = {
+    "msd_spleen": ("Task09_Spleen", "the Medical Segmentation Decathlon (http://medicaldecathlon.com, Task09_Spleen.tar)"),
+}
+
+# The paper's split for MSD spleen: 32 training and 9 validation cases.
+PAPER_VALIDATION_CASES = {"Task09_Spleen": 9}
+
+
+@dataclass
+class Case:
+    name: str
+    image_path: Path
+    label_path: Path | None
+
+
+@dataclass
+class Dataset:
+    """An MSD-layout data set: organ names by label value and the training cases."""
+
+    root: Path
+    name: str
+    labels: dict[int, str]
+    cases: list[Case]
+    modality: str = "CT"
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def case(self, name: str) -> Case:
+        for c in self.cases:
+            if c.name == name:
+                return c
+        raise InputError(f"{self.root}: no case named {name!r}")
+
+    def load_image(self, case: Case) -> Volume:
+        return load_nifti(case.image_path, dtype=np.float32, check_finite=True)
+
+    def load_case(self, case: Case) -> tuple[Volume, Volume]:
+        """Image (float32) and label map (int16) of one case, checked to share a grid."""
+        image = self.load_image(case)
+        if case.label_path is None:
+            raise DataError(f"{self.root}: case {case.name} has no label map")
+        label = load_nifti(case.label_path, dtype=None)
+        if label.array.dtype.kind == "f":
+            if not np.all(np.isfinite(label.array)):
+                raise DataError(f"{case.label_path}: label map holds NaN or Inf")
+            label.array = np.rint(label.array)
+        label.array = label.array.astype(np.int16)
+        if label.shape != image.shape:
+            raise DataError(
+                f"{case.label_path}: label map shape {label.shape} differs from its image {image.shape}"
+            )
+        return image, label
+
+    def resolve_label(self, label: int | None = None, organ: str | None = None) -> int:
+        """The label value of the organ: by value, or by name from ``dataset.json``."""
+        if label is not None and organ is not None:
+            raise InputError("give either --label or --organ, not both")
+        if organ is not None:
+            by_name = {v.lower(): k for k, v in self.labels.items()}
+            key = organ.strip().lower()
+            if key not in by_name:
+                names = ", ".join(f"{v} ({k})" for k, v in sorted(self.labels.items()) if k != 0)
+                raise InputError(f"--organ {organ!r} is not in {self.root / 'dataset.json'}; known: {names}")
+            return by_name[key]
+        if label is None:
+            raise InputError("choose the organ with --label N or --organ NAME")
+        if int(label) <= 0:
+            raise InputError(f"--label must be a positive label value, got {label}")
+        if self.labels and int(label) not in self.labels:
+            names = ", ".join(f"{k} ({v})" for k, v in sorted(self.labels.items()) if k != 0)
+            raise InputError(f"--label {label} is not in {self.root / 'dataset.json'}; known: {names}")
+        return int(label)
+
+    def organ_name(self, label: int) -> str:
+        return self.labels.get(int(label), f"label {label}")
+
+
+def open_msd(root) -> Dataset:
+    """Read an MSD-layout folder; every listed file must exist."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: data folder not found")
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a folder with dataset.json, imagesTr/ and labelsTr/")
+    meta_path = root / "dataset.json"
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{meta_path}: broken JSON ({exc.msg} at line {exc.lineno})") from None
+        except UnicodeDecodeError:
+            raise DataError(f"{meta_path}: not a text file") from None
+        if not isinstance(meta, dict):
+            raise DataError(f"{meta_path}: expected a JSON object")
+        cases = _cases_from_meta(root, meta, meta_path)
+        labels = _labels_from_meta(meta, meta_path)
+    else:
+        meta = {}
+        cases = _cases_from_folders(root)
+        labels = {}
+    if not cases:
+        raise DataError(f"{root}: no training cases found (dataset.json 'training' or imagesTr/*.nii.gz)")
+    modality = str((meta.get("modality") or {}).get("0", "CT")) if isinstance(meta.get("modality"), dict) else "CT"
+    return Dataset(root=root, name=str(meta.get("name", root.name)), labels=labels, cases=cases,
+                   modality=modality, meta=meta)
+
+
+def _labels_from_meta(meta: dict, meta_path: Path) -> dict[int, str]:
+    raw = meta.get("labels", {})
+    if not isinstance(raw, dict):
+        raise DataError(f"{meta_path}: 'labels' must be an object of value -> name")
+    labels = {}
+    for key, value in raw.items():
+        try:
+            labels[int(key)] = str(value)
+        except ValueError:
+            # nnU-Net v2 style: name -> value
+            try:
+                labels[int(value)] = str(key)
+            except (TypeError, ValueError):
+                raise DataError(f"{meta_path}: label entry {key!r}: {value!r} is not value -> name") from None
+    return labels
+
+
+def _cases_from_meta(root: Path, meta: dict, meta_path: Path) -> list[Case]:
+    entries = meta.get("training")
+    if entries is None:
+        return _cases_from_folders(root)
+    if not isinstance(entries, list):
+        raise DataError(f"{meta_path}: 'training' must be a list")
+    cases = []
+    for n, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "image" not in entry:
+            raise DataError(f"{meta_path}: training entry {n} has no 'image'")
+        image = (root / entry["image"]).resolve()
+        label = (root / entry["label"]).resolve() if entry.get("label") else None
+        for p in (image, label):
+            if p is not None and not p.exists():
+                raise DataError(f"{meta_path}: training entry {n} points at a missing file {p}")
+        cases.append(Case(_case_name(image), image, label))
+    return cases
+
+
+def _cases_from_folders(root: Path) -> list[Case]:
+    images = sorted((root / "imagesTr").glob("*.nii*")) if (root / "imagesTr").is_dir() else []
+    cases = []
+    for image in images:
+        if image.name.startswith("."):
+            continue
+        label = root / "labelsTr" / image.name.replace("_0000.nii", ".nii")
+        cases.append(Case(_case_name(image), image, label if label.exists() else None))
+    return cases
+
+
+def _case_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name[:-5] if name.endswith("_0000") else name
+
+
+def open_dataset(data: str, *, data_root=None, synthetic_cases: int = 12, synthetic_seed: int = 0,
+                 synthetic_dir=None) -> Dataset:
+    """Open ``data``: a folder, a known name such as ``msd_spleen``, or ``synthetic``."""
+    if data == "synthetic":
+        from .synthetic import ensure_synthetic_dataset
+
+        folder = ensure_synthetic_dataset(synthetic_cases, synthetic_seed, synthetic_dir)
+        return open_msd(folder)
+    if data in KNOWN_DATASETS:
+        folder_name, source = KNOWN_DATASETS[data]
+        root = data_root or os.environ.get(DATA_ROOT_ENV)
+        candidates = [Path(root) / folder_name] if root else []
+        for folder in candidates:
+            if folder.is_dir():
+                return open_msd(folder)
+        where = f"under {root}" if root else f"(no --data-root given and ${DATA_ROOT_ENV} is unset)"
+        raise DataError(
+            f"{data}: {folder_name} not found {where}; download it from {source}, unpack it so that "
+            f"DATA_ROOT/{folder_name}/dataset.json, imagesTr/ and labelsTr/ exist, and pass --data-root DATA_ROOT"
+        )
+    return open_msd(data)
+
+
+def train_val_split(dataset: Dataset, n_val: int | None = None, seed: int = 0) -> tuple[list[Case], list[Case]]:
+    """A deterministic split of the cases into training and validation.
+
+    The cases are sorted by name and shuffled with ``seed``; the first ``n_val`` go to
+    validation. By default ``n_val`` is the paper's 9 for MSD spleen (32/9) and 22% of
+    the cases (at least one, at most all but one) otherwise.
+    """
+    cases = sorted(dataset.cases, key=lambda c: c.name)
+    if len(cases) < 2:
+        raise InputError(f"{dataset.root}: need at least 2 cases for a train/validation split, found {len(cases)}")
+    if n_val is None:
+        n_val = PAPER_VALIDATION_CASES.get(dataset.root.name) or round(0.22 * len(cases))
+    n_val = int(min(max(n_val, 1), len(cases) - 1))
+    order = np.random.default_rng(seed).permutation(len(cases))
+    val = [cases[i] for i in sorted(order[:n_val])]
+    train = [cases[i] for i in sorted(order[n_val:])]
+    return train, val

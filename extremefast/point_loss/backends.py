@@ -1,0 +1,18 @@
+"""Which point-loss backends can run here."""
+from __future__ import annotations
+
+from ..xp import has_module
+
+
+def available_backends() -> list[str]:
+    names = ["reference", "separable"]
+    if has_module("triton"):
+        names.append("triton")
+    try:
+        from .cuda import cuda_extension_available
+
+        if cuda_extension_available():
+            names.append("cuda")
+    except ImportError:
+        pass
+    return names

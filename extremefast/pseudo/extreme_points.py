@@ -1,0 +1,77 @@
+"""Extreme points of an organ mask and simulated user clicks."""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import InputError
+
+
+def extreme_points(mask) -> np.ndarray:
+    """Six extreme points (6, 3) of a 3D mask: min then max along i, j and k.
+
+    On each extremal slice the voxel nearest the slice's own centroid is taken, so the
+    point sits in the middle of the organ's face rather than on an arbitrary corner.
+    """
+    mask = np.asarray(mask).astype(bool)
+    if mask.ndim != 3:
+        raise InputError(f"mask must be 3D, got shape {mask.shape}")
+    coords = np.argwhere(mask)
+    if coords.size == 0:
+        raise InputError("mask is empty: the organ has no voxel, so it has no extreme points")
+    points = np.zeros((6, 3), dtype=np.int64)
+    for axis in range(3):
+        for side, pick in enumerate((coords[:, axis].min(), coords[:, axis].max())):
+            face = coords[coords[:, axis] == pick]
+            centre = face.mean(axis=0)
+            points[2 * axis + side] = face[np.argmin(((face - centre) ** 2).sum(axis=1))]
+    return points
+
+
+def simulate_clicks(points, mask, spacing, sigma_mm: float = 2.0, rng=None, max_tries: int = 20) -> np.ndarray:
+    """Points with two-sided Gaussian noise of ``sigma_mm`` per axis, kept inside the organ.
+
+    Each point is displaced by N(0, sigma_mm) mm in every axis (negative as well as positive
+    offsets). A draw that leaves the mask is redrawn; after ``max_tries`` the point snaps
+    to the nearest mask voxel of its last draw.
+    """
+    mask = np.asarray(mask).astype(bool)
+    points = check_points(points, mask.shape)
+    if not mask.any():
+        raise InputError("mask is empty: cannot keep clicks inside the organ")
+    rng = np.random.default_rng(rng)
+    spacing = np.asarray(spacing, dtype=np.float64)
+    sigma_vox = float(sigma_mm) / spacing
+    shape = np.array(mask.shape)
+    out = points.copy()
+    nearest = None
+    for n, p in enumerate(points):
+        for _ in range(max_tries):
+            q = np.clip(np.rint(p + rng.normal(0.0, 1.0, 3) * sigma_vox), 0, shape - 1).astype(np.int64)
+            if mask[tuple(q)]:
+                break
+        else:
+            if nearest is None:
+                nearest = ndi.distance_transform_edt(~mask, sampling=spacing, return_distances=False,
+                                                     return_indices=True)
+            q = nearest[:, q[0], q[1], q[2]]
+        out[n] = q
+    return out
+
+
+def check_points(points, shape) -> np.ndarray:
+    """Six integer voxel points inside ``shape``, as a (6, 3) int64 array, or a clear error."""
+    pts = np.asarray(points)
+    if pts.shape != (6, 3):
+        raise InputError(f"expected six 3D points (6, 3), got shape {pts.shape}")
+    if not np.all(np.isfinite(pts.astype(np.float64))):
+        raise InputError("points hold NaN or Inf")
+    pts = np.rint(pts).astype(np.int64)
+    bad = np.any((pts < 0) | (pts >= np.asarray(shape)), axis=1)
+    if bad.any():
+        n = int(np.argmax(bad))
+        raise InputError(f"point {n} {pts[n].tolist()} is outside the image of shape {tuple(shape)}")
+    for a in range(3):
+        if np.array_equal(pts[2 * a], pts[2 * a + 1]):
+            raise InputError(f"points {2 * a} and {2 * a + 1} (axis {a}) are the same voxel {pts[2 * a].tolist()}")
+    return pts

@@ -1,0 +1,105 @@
+"""Region of interest from the clicks: bounding box + padding, crop, resample, paste back.
+
+Crop space maps the box's voxel-centre extent onto a fixed grid ``size``: crop voxel c
+along an axis covers the original continuous interval of the box split in ``size``
+equal parts, so the original coordinate of its centre is
+``x = start - 0.5 + (c + 0.5) * (stop - start) / size``. :func:`paste_back` uses the exact
+inverse of that map.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Box:
+    """A voxel box [start, stop) on an image of ``image_shape``, resampled to ``size``."""
+
+    start: tuple[int, int, int]
+    stop: tuple[int, int, int]
+    image_shape: tuple[int, int, int]
+    size: tuple[int, int, int]
+
+    @property
+    def extent(self) -> np.ndarray:
+        return np.asarray(self.stop) - np.asarray(self.start)
+
+    def zoom(self) -> np.ndarray:
+        """Original voxels per crop voxel, per axis."""
+        return self.extent / np.asarray(self.size)
+
+    def crop_spacing(self, spacing) -> np.ndarray:
+        return np.asarray(spacing, dtype=np.float64) * self.zoom()
+
+    def to_crop(self, points) -> np.ndarray:
+        """Original voxel coordinates -> continuous crop coordinates."""
+        p = np.asarray(points, dtype=np.float64)
+        return (p - np.asarray(self.start) + 0.5) / self.zoom() - 0.5
+
+    def to_image(self, points) -> np.ndarray:
+        p = np.asarray(points, dtype=np.float64)
+        return np.asarray(self.start) - 0.5 + (p + 0.5) * self.zoom()
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.start, self.stop, self.image_shape, self.size], dtype=np.int64)
+
+    @classmethod
+    def from_array(cls, a) -> "Box":
+        a = np.asarray(a, dtype=np.int64)
+        return cls(*(tuple(int(v) for v in row) for row in a))
+
+
+def roi_box(points, spacing, image_shape, pad_mm: float = 20.0, size=(128, 128, 128)) -> Box:
+    """The points' bounding box grown by ``pad_mm`` on every side, clipped to the image."""
+    points = np.asarray(points)
+    spacing = np.asarray(spacing, dtype=np.float64)
+    if pad_mm < 0:
+        raise InputError(f"pad_mm must be >= 0, got {pad_mm}")
+    size = _as_size(size)
+    pad = np.ceil(pad_mm / spacing).astype(np.int64)
+    start = np.maximum(points.min(axis=0) - pad, 0)
+    stop = np.minimum(points.max(axis=0) + 1 + pad, np.asarray(image_shape))
+    return Box(tuple(int(v) for v in start), tuple(int(v) for v in stop),
+               tuple(int(v) for v in image_shape), size)
+
+
+def crop_resample(volume, box: Box, order: int = 1, cval: float = 0.0) -> np.ndarray:
+    """The box's content resampled to ``box.size`` (float32; order 0 for label maps)."""
+    volume = np.asarray(volume)
+    sub = volume[tuple(slice(a, b) for a, b in zip(box.start, box.stop))]
+    if order > 0:
+        sub = sub.astype(np.float32, copy=False)
+    zoom = box.zoom()
+    offset = (zoom - 1.0) / 2.0  # crop centre c -> local x = (c + 0.5) * zoom - 0.5
+    return ndi.affine_transform(sub, zoom, offset=offset, output_shape=box.size, order=order,
+                                mode="nearest", prefilter=False)
+
+
+def paste_back(crop_map, box: Box, order: int = 1, fill: float = 0.0, dtype=np.float32) -> np.ndarray:
+    """A crop-space map resampled onto the original image grid; ``fill`` outside the box."""
+    crop_map = np.asarray(crop_map)
+    if crop_map.shape != box.size:
+        raise InputError(f"crop map shape {crop_map.shape} differs from the box size {box.size}")
+    if order > 0:
+        crop_map = crop_map.astype(np.float32, copy=False)
+    inv = 1.0 / box.zoom()
+    offset = (inv - 1.0) / 2.0  # local x -> crop c = (x + 0.5) / zoom - 0.5
+    out = np.full(box.image_shape, fill, dtype=dtype)
+    region = ndi.affine_transform(crop_map, inv, offset=offset, output_shape=tuple(box.extent), order=order,
+                                  mode="nearest", prefilter=False)
+    out[tuple(slice(a, b) for a, b in zip(box.start, box.stop))] = region
+    return out
+
+
+def _as_size(size) -> tuple[int, int, int]:
+    if np.isscalar(size):
+        size = (int(size),) * 3
+    size = tuple(int(s) for s in size)
+    if len(size) != 3 or min(size) < 2:
+        raise InputError(f"crop size must be three integers >= 2, got {size}")
+    return size

@@ -1,0 +1,3 @@
+from .random_walker import random_walker
+
+__all__ = ["random_walker"]

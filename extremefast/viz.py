@@ -1,0 +1,90 @@
+"""PNG figures: crop overlays (paper figs. 2 and 4) and Dice-per-round curves (fig. 6)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_overlay(path, image, probability, *, points=None, scribble=None, truth=None, title: str = "",
+                 extra: dict | None = None) -> Path:
+    """Three orthogonal slices through the crop: image, probability (and ``extra`` maps)
+    as colour, the clicks, the scribbles, and the true outline when given."""
+    plt = _pyplot()
+    image = np.asarray(image)
+    prob = np.asarray(probability)
+    centre = _centre(prob, points)
+    maps = {"pseudo label": prob, **(extra or {})}
+    fig, axes = plt.subplots(len(maps), 3, figsize=(10, 3.4 * len(maps)), squeeze=False)
+    for row, (name, m) in enumerate(maps.items()):
+        for ax_i, axis in enumerate(range(3)):
+            ax = axes[row, ax_i]
+            idx = [slice(None)] * 3
+            idx[axis] = int(centre[axis])
+            sl = tuple(idx)
+            ax.imshow(image[sl].T, cmap="gray", origin="lower", vmin=0, vmax=1)
+            ax.imshow(np.ma.masked_less(m[sl].T, 0.01), cmap="autumn", alpha=0.45, origin="lower", vmin=0, vmax=1)
+            if truth is not None and np.asarray(truth)[sl].any():
+                ax.contour(np.asarray(truth)[sl].T.astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
+            if scribble is not None:
+                ys, xs = np.nonzero(np.asarray(scribble)[sl])
+                ax.plot(ys, xs, ",", color="yellow")
+            if points is not None:
+                other = [a for a in range(3) if a != axis]
+                p = np.asarray(points)
+                near = np.abs(p[:, axis] - centre[axis]) < 6
+                ax.plot(p[near, other[0]], p[near, other[1]], "x", color="yellow", ms=7, mew=2)
+            ax.set_title(f"{name}: axis {axis} = {int(centre[axis])}", fontsize=8)
+            ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path, plt)
+
+
+def save_curves(path, rounds: list[int], curves: dict[str, list[float]], ylabel: str = "Dice",
+                title: str = "") -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, values in curves.items():
+        ax.plot(rounds[: len(values)], values, marker="o", label=name)
+    ax.set_xlabel("round")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path, plt)
+
+
+def _centre(prob, points):
+    if prob.max() >= 0.5:
+        return np.round(np.argwhere(prob >= 0.5).mean(axis=0)).astype(int)
+    if points is not None:
+        return np.round(np.asarray(points).mean(axis=0)).astype(int)
+    return np.array(prob.shape) // 2
+
+
+def _save(fig, path, plt) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=80)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path

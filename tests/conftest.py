@@ -1,0 +1,68 @@
+"""Shared fixtures. Device and dtype lists for parametrised tests live here."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("EXTREMEFAST_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+try:
+    import torch
+
+    TORCH_DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+except ImportError:  # pragma: no cover
+    TORCH_DEVICES = ["cpu"]
+
+SMALL_PHANTOM_SHAPE = (112, 96, 28)
+SMALL_PHANTOM_SPACING = (1.6, 1.6, 5.0)
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        has_gpu = False
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run benchmarks/gpu_check.sh on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder {SHARED_DATA} not present")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def small_synthetic(tmp_path_factory) -> Path:
+    """Three small phantoms (coarser grid than the default), written once per session."""
+    from extremefast.data.synthetic import write_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("synthetic") / "ds"
+    return write_synthetic_dataset(out, cases=3, seed=5, shape=SMALL_PHANTOM_SHAPE, spacing=SMALL_PHANTOM_SPACING)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the command line in-process: returns (exit code, stdout, stderr)."""
+    from extremefast.cli.main import main
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
