@@ -3,7 +3,7 @@
 `pip install .` always succeeds: the extension in `csrc/` is built only when
 EXTREMEFAST_BUILD_CUDA=1 is set and PyTorch with CUDA plus `nvcc` are present. Without it
 the package works on every backend but ``"cuda"`` (which then also can be JIT-compiled at
-first use with :func:`extremefast.point_loss.cuda.build`).
+first use with :func:`extremefast.losses.cuda.build`).
 """
 import os
 
@@ -16,7 +16,7 @@ PACKAGES = [
     "extremefast.pseudo",
     "extremefast.random_walker",
     "extremefast.nn",
-    "extremefast.point_loss",
+    "extremefast.losses",
     "extremefast.train",
 ]
 

@@ -7,7 +7,7 @@ from .random_walker import random_walker
 def __getattr__(name):
     # torch-dependent pieces are imported on first use so `import extremefast` stays light.
     if name == "point_loss":
-        from .point_loss import point_loss
+        from .losses import point_loss
 
         return point_loss
     raise AttributeError(f"module 'extremefast' has no attribute {name!r}")

@@ -28,7 +28,7 @@ def environment_report() -> dict[str, str]:
         report["torch CUDA device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     except Exception:
         report["torch CUDA device"] = "torch not importable"
-    from .point_loss.backends import available_backends
+    from .losses.backends import available_backends
 
     report["point-loss backends"] = ", ".join(available_backends())
     report["numba"] = report["numba"] + (" (usable)" if has_module("numba") else "")

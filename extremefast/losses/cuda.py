@@ -1,0 +1,96 @@
+"""The CUDA point-loss op from ``csrc/`` (``extremefast::point_loss_fused``).
+
+Built by ``EXTREMEFAST_BUILD_CUDA=1 pip install .`` (as ``extremefast._point_loss_cuda``) or,
+where that was not done, compiled on first use with ``torch.utils.cpp_extension.load``
+when a CUDA device and ``nvcc`` are present. A fake implementation lets ``torch.compile``
+trace through the op.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..errors import BackendUnavailable
+from .separable import box_operator
+
+_CSRC = Path(__file__).resolve().parents[2] / "csrc"
+_loaded = False
+
+
+def _op_registered() -> bool:
+    return hasattr(torch.ops, "extremefast") and hasattr(torch.ops.extremefast, "point_loss_fused")
+
+
+def _register_fake():
+    @torch.library.register_fake("extremefast::point_loss_fused")
+    def _fake(prediction, point_channel, m0, m1, m2, half_band):
+        return prediction.new_empty(()), torch.empty_like(prediction)
+
+
+def load(build: bool = True) -> bool:
+    """Load the op (the installed extension, else a JIT build); True when it is usable."""
+    global _loaded
+    if _loaded:
+        return True
+    if not _op_registered():
+        try:
+            import extremefast._point_loss_cuda  # noqa: F401
+        except ImportError:
+            if not build or not can_build():
+                return False
+            from torch.utils.cpp_extension import load as jit_load
+
+            jit_load(name="extremefast_point_loss_cuda",
+                     sources=[str(_CSRC / "point_loss_op.cpp"), str(_CSRC / "point_loss_kernels.cu")],
+                     extra_cuda_cflags=["-O3", "--use_fast_math"], extra_cflags=["-O3"], verbose=False)
+    if _op_registered():
+        try:
+            _register_fake()
+        except RuntimeError:
+            pass  # already registered
+        _loaded = True
+    return _loaded
+
+
+def can_build() -> bool:
+    return torch.cuda.is_available() and shutil.which("nvcc") is not None and (_CSRC / "point_loss_op.cpp").exists()
+
+
+def cuda_extension_available() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    if _op_registered():
+        return True
+    try:
+        import importlib.util
+
+        return importlib.util.find_spec("extremefast._point_loss_cuda") is not None or can_build()
+    except ImportError:
+        return can_build()
+
+
+class _PointLossCuda(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, prediction, point_channel, num_filters, kernel_size):
+        dev = prediction.device
+        l0, l1, l2 = prediction.shape[2:]
+        ms = [box_operator(L, num_filters, kernel_size, torch.float32, dev) for L in (l0, l1, l2)]
+        half_band = num_filters * (kernel_size // 2)
+        loss, grad = torch.ops.extremefast.point_loss_fused(prediction.float(), point_channel.float(), *ms, half_band)
+        ctx.save_for_backward(grad)
+        ctx.in_dtype = prediction.dtype
+        return loss.to(prediction.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        return (grad * grad_output).to(ctx.in_dtype), None, None, None
+
+
+def point_loss_cuda(prediction, point_channel, num_filters: int = 25, kernel_size: int = 3):
+    if not load():
+        raise BackendUnavailable("backend 'cuda' needs a CUDA device and the extension from csrc/ "
+                                 "(EXTREMEFAST_BUILD_CUDA=1 pip install ., or nvcc for a build on first use)")
+    return _PointLossCuda.apply(prediction, point_channel, num_filters, kernel_size)

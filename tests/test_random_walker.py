@@ -1,0 +1,139 @@
+"""The random walker against scikit-image (the reference it replaces) and its own paths."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from skimage.segmentation import random_walker as sk_random_walker
+
+from extremefast import random_walker
+from extremefast.errors import InputError
+from extremefast.random_walker._kernels import jacobi_cg_numba
+from extremefast.random_walker._laplacian import build_unknown_system, edge_weights
+from extremefast.random_walker._solvers import cg, jacobi_preconditioner
+from extremefast.xp import array_module
+
+
+def _problem(rng, shape, nlabels=2, negative=False):
+    data = rng.normal(0, 0.3, shape)
+    centre = tuple(s // 2 for s in shape)
+    sl = tuple(slice(c - s // 4, c + s // 4) for c, s in zip(centre, shape))
+    data[sl] += 2.0
+    labels = np.zeros(shape, dtype=np.int32)
+    labels[centre] = 1
+    labels[(0,) * len(shape)] = 2
+    if nlabels > 2:
+        labels[(-1,) * len(shape)] = 3
+    if negative:
+        labels[tuple(slice(0, 2) for _ in shape[:-1]) + (slice(None),)] = -1
+        labels[(0,) * len(shape)] = 0
+        labels[(2,) * len(shape)] = 2
+    return data, labels
+
+
+@pytest.mark.parametrize("shape", [(17, 19), (9, 10, 11), (1, 12, 13), (6, 1, 7)])
+@pytest.mark.parametrize("nlabels", [2, 3])
+def test_matches_scikit_image_direct_solve(rng, shape, nlabels):
+    data, labels = _problem(rng, shape, nlabels)
+    ref = sk_random_walker(data, labels, mode="bf", return_full_prob=True)
+    ours = random_walker(data, labels, mode="bf", return_full_prob=True)
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+    np.testing.assert_array_equal(random_walker(data, labels, mode="bf"), sk_random_walker(data, labels, mode="bf"))
+
+
+@pytest.mark.parametrize("mode", ["cg_j", "cg", "cg_mg", "auto"])
+def test_iterative_modes_converge_to_direct_solution(rng, mode):
+    data, labels = _problem(rng, (12, 13, 14))
+    # a moderate beta keeps the system well conditioned, so a small residual means a small error
+    ref = sk_random_walker(data, labels, beta=30, mode="bf", return_full_prob=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = random_walker(data, labels, beta=30, mode=mode, tol=1e-8, return_full_prob=True)
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+
+def test_spacing_channels_and_integer_data_follow_scikit_image(rng):
+    data, labels = _problem(rng, (10, 11, 12))
+    ref = sk_random_walker(data, labels, mode="bf", spacing=(1.0, 2.0, 0.5), return_full_prob=True)
+    ours = random_walker(data, labels, mode="bf", spacing=(1.0, 2.0, 0.5), return_full_prob=True)
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+    multi = np.stack([data, data[::-1]], axis=-1)
+    ref = sk_random_walker(multi, labels, mode="bf", channel_axis=-1, return_full_prob=True)
+    ours = random_walker(multi, labels, mode="bf", channel_axis=-1, return_full_prob=True)
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+    ints = (np.clip(data, -1, 3) * 50 + 60).astype(np.uint8)
+    ref = sk_random_walker(ints, labels, mode="bf", return_full_prob=True)
+    ours = random_walker(ints, labels, mode="bf", return_full_prob=True)
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+
+
+def test_inactive_pixels_and_label_values(rng):
+    data, labels = _problem(rng, (12, 12, 6), negative=True)
+    labels = labels * 7  # non-consecutive label values
+    ref = sk_random_walker(data, labels, mode="bf")
+    ours = random_walker(data, labels, mode="bf")
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_stencil_matvec_and_fused_cg_match_plain_csr(rng):
+    am = array_module("cpu")
+    data, labels = _problem(rng, (13, 11, 9))
+    w = edge_weights(am, data[..., None].astype(np.float64), np.ones(3), 130.0)
+    A, rhs, _ = build_unknown_system(am, w, labels, 2, dtype=np.float64)
+    csr = A.tocsr()
+    x = rng.normal(size=A.shape[0])
+    np.testing.assert_allclose(A @ x, csr @ x, rtol=1e-12, atol=1e-12)
+    ref, info = cg(am, csr, rhs[:, 0], tol=1e-10, M=jacobi_preconditioner(am, csr))
+    fast, info2 = jacobi_cg_numba(A, rhs[:, 0], tol=1e-10)
+    assert info == 0 and info2 == 0
+    np.testing.assert_allclose(fast, ref, atol=1e-7)
+    # symmetric positive definite
+    dense = csr.toarray()
+    np.testing.assert_allclose(dense, dense.T)
+    assert np.linalg.eigvalsh(dense).min() > 0
+
+
+def test_warm_start_reaches_same_answer(rng):
+    data, labels = _problem(rng, (15, 14, 13))
+    cold = random_walker(data, labels, return_full_prob=True, tol=1e-6)
+    warm = random_walker(data, labels, return_full_prob=True, tol=1e-6, x0=cold[0])
+    np.testing.assert_allclose(warm, cold, atol=1e-4)
+
+
+def test_constant_image_gives_finite_diffusion(rng):
+    labels = np.zeros((8, 9, 10), dtype=np.int32)
+    labels[0] = 1
+    labels[-1] = 2
+    prob = random_walker(np.ones((8, 9, 10)), labels, return_full_prob=True, tol=1e-8)
+    assert np.isfinite(prob).all()
+    # plain diffusion between two planes: linear in the first index
+    np.testing.assert_allclose(prob[0][:, 4, 5], np.linspace(1, 0, 8), atol=1e-4)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(labels=np.zeros((5, 5, 5), int)), "no seeds"),
+    (dict(data=np.full((5, 5, 5), np.nan)), "NaN"),
+    (dict(spacing=(1, 0, 1)), "spacing"),
+    (dict(spacing=(1, 1)), "spacing"),
+    (dict(mode="nope"), "valid modes"),
+    (dict(data=np.zeros((5, 5))), "differs"),
+    (dict(labels=np.zeros((5, 5, 5)) + 0.5), "integer"),
+])
+def test_bad_input(bad, match):
+    labels = np.zeros((5, 5, 5), dtype=int)
+    labels[0, 0, 0], labels[-1, -1, -1] = 1, 2
+    kwargs = dict(data=np.random.default_rng(0).random((5, 5, 5)), labels=labels)
+    kwargs.update(bad)
+    with pytest.raises(InputError, match=match):
+        random_walker(**kwargs)
+
+
+def test_single_label_seeds_give_certain_answer(rng):
+    data, labels = _problem(rng, (6, 7, 8))
+    labels[labels == 2] = 1
+    prob = random_walker(data, labels, return_full_prob=True)
+    assert prob.shape == (1, 6, 7, 8)
+    np.testing.assert_allclose(prob, 1.0)
+    seg = random_walker(data, labels)
+    assert (seg == 1).all()
