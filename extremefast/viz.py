@@ -17,14 +17,14 @@ def _pyplot():
 
 
 def save_overlay(path, image, probability, *, points=None, scribble=None, truth=None, title: str = "",
-                 extra: dict | None = None) -> Path:
+                 extra: dict | None = None, label: str = "pseudo label") -> Path:
     """Three orthogonal slices through the crop: image, probability (and ``extra`` maps)
     as colour, the clicks, the scribbles, and the true outline when given."""
     plt = _pyplot()
     image = np.asarray(image)
     prob = np.asarray(probability)
     centre = _centre(prob, points)
-    maps = {"pseudo label": prob, **(extra or {})}
+    maps = {label: prob, **(extra or {})}
     fig, axes = plt.subplots(len(maps), 3, figsize=(10, 3.4 * len(maps)), squeeze=False)
     for row, (name, m) in enumerate(maps.items()):
         for ax_i, axis in enumerate(range(3)):

@@ -71,12 +71,13 @@ def roi_box(points, spacing, image_shape, pad_mm: float = 20.0, size=(128, 128, 
 def crop_resample(volume, box: Box, order: int = 1, cval: float = 0.0) -> np.ndarray:
     """The box's content resampled to ``box.size`` (float32; order 0 for label maps)."""
     volume = np.asarray(volume)
-    sub = volume[tuple(slice(a, b) for a, b in zip(box.start, box.stop))]
-    if order > 0:
-        sub = sub.astype(np.float32, copy=False)
+    if volume.shape != box.image_shape:
+        raise InputError(f"volume shape {volume.shape} differs from the box's image shape {box.image_shape}")
+    if order > 0 and volume.dtype != np.float32:
+        volume = volume.astype(np.float32)
     zoom = box.zoom()
-    offset = (zoom - 1.0) / 2.0  # crop centre c -> local x = (c + 0.5) * zoom - 0.5
-    return ndi.affine_transform(sub, zoom, offset=offset, output_shape=box.size, order=order,
+    offset = np.asarray(box.start) + (zoom - 1.0) / 2.0  # crop c -> x = start - 0.5 + (c + 0.5) * zoom
+    return ndi.affine_transform(volume, zoom, offset=offset, output_shape=box.size, order=order,
                                 mode="nearest", prefilter=False)
 
 

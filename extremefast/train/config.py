@@ -1,0 +1,104 @@
+"""Training configuration and the paper's variants as switches of one configuration."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from ..errors import InputError
+
+# variant -> (random-walker regularisation, point channel input, point loss, attention, real masks)
+VARIANTS = {
+    "a": dict(rw_regularise=False, point_channel=True, point_loss=False, attention="none", full=False),
+    "b": dict(rw_regularise=True, point_channel=False, point_loss=False, attention="none", full=False),
+    "c": dict(rw_regularise=True, point_channel=True, point_loss=False, attention="none", full=False),
+    "d": dict(rw_regularise=True, point_channel=True, point_loss=True, attention="none", full=False),
+    "e": dict(rw_regularise=True, point_channel=True, point_loss=True, attention="gate", full=False),
+    "f": dict(rw_regularise=True, point_channel=True, point_loss=True, attention="point", full=False),
+    "full": dict(rw_regularise=False, point_channel=True, point_loss=False, attention="none", full=True),
+}
+
+VARIANT_NAMES = {
+    "a": "weak. sup. (w/o RW) Dice",
+    "b": "weak. sup. (w RW; no extr. points channel) Dice",
+    "c": "weak. sup. (w RW) Dice",
+    "d": "weak. sup. (w RW) Dice + PL",
+    "e": "weak. sup. (w RW) Dice + PL + Attn.",
+    "f": "weak. sup. (w RW) Dice + PL + Pt. Attn.",
+    "full": "fully sup. Dice",
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved in every checkpoint.
+
+    Sizes default to the paper's (128^3 crops, batch 4, 20 rounds); :func:`cpu_defaults`
+    shrinks them so that the synthetic scheme runs on a laptop CPU in minutes.
+    """
+
+    variant: str = "f"
+    rounds: int = 20
+    patience: int = 3
+    epochs_per_round: int = 20
+    steps_per_epoch: int | None = None
+    batch_size: int = 4
+    crop_size: int = 128
+    learning_rate: float = 1e-3
+    point_loss_weight: float = 0.1
+    point_loss_filters: int = 25
+    click_noise_mm: float = 2.0
+    point_sigma: float = 3.0
+    rw_radius: float = 4.0
+    rw_crop_size: int = 128
+    rw_beta: float | None = None  # None: the pseudo-label preset's beta
+    pseudo_preset: str = "default"
+    window: tuple[float, float] | None = (-160.0, 240.0)
+    pad_mm: float = 20.0
+    n_val: int | None = None
+    held_back: float = 0.2
+    seed: int = 0
+    amp: bool = True
+    compile: bool = False
+    init_filters: int = 8
+    blocks_down: tuple[int, ...] = (1, 2, 2, 4)
+    blocks_up: tuple[int, ...] = (1, 1, 1)
+    max_cases: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise InputError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if self.rounds < 1:
+            raise InputError(f"--rounds must be at least 1, got {self.rounds}")
+        if self.crop_size < 16 or self.crop_size % 8:
+            raise InputError(f"crop size must be a multiple of 8 and >= 16, got {self.crop_size}")
+        if self.batch_size < 1 or self.epochs_per_round < 1:
+            raise InputError("batch size and epochs per round must be >= 1")
+        self.blocks_down = tuple(self.blocks_down)
+        self.blocks_up = tuple(self.blocks_up)
+        if self.window is not None:
+            self.window = tuple(self.window)
+
+    @property
+    def switches(self) -> dict:
+        return VARIANTS[self.variant]
+
+    @property
+    def in_channels(self) -> int:
+        return 2 if self.switches["point_channel"] else 1
+
+    def with_(self, **kw) -> "TrainConfig":
+        return replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def cpu_defaults(config: TrainConfig) -> TrainConfig:
+    """Sizes for the embedded synthetic default on a CPU: small crops, a few short rounds."""
+    return config.with_(rounds=5, patience=2, epochs_per_round=10, steps_per_epoch=20, batch_size=2, crop_size=48, rw_crop_size=96,
+                        point_loss_filters=6, point_sigma=1.5, amp=False)

@@ -1,0 +1,402 @@
+"""The iterative weakly supervised scheme (paper steps 3-4).
+
+Round 0 makes random-walker pseudo labels from the clicks. Each round then trains the
+FCN on the current pseudo labels (Dice, plus the point loss), selects the epoch on the
+pseudo labels of held-back training cases (no real mask), predicts the training cases and
+regularises the predictions with the random walker on the uncertainty band to make the
+next round's pseudo labels. The Dice against real masks of validation cases is computed
+each round for reporting and early stopping only.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._version import CHECKPOINT_FORMAT, __version__
+from ..data.cache import ArrayCache
+from ..errors import DataError, InputError
+from ..jsonio import write_json
+from ..losses import point_loss
+from ..losses.dice import dice_loss
+from ..metrics import dice, summarise
+from ..nn import SegResNet
+from ..pseudo.pseudo_label import get_preset, pseudo_label_crop
+from ..pseudo.roi import Box, crop_resample, paste_back, roi_box
+from ..pseudo.seeds import uncertainty_seeds
+from ..random_walker import random_walker
+from .cases import CaseData
+from .config import TrainConfig
+from .crops import crop_volumes, jitter_points, point_channel_torch
+
+
+@dataclass
+class Runtime:
+    """Where and how this process runs (one rank of a possibly distributed run)."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    log: callable = print
+    progress: object = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def build_model(config: TrainConfig) -> SegResNet:
+    return SegResNet(3, config.in_channels, 1, config.init_filters, config.blocks_down, config.blocks_up,
+                     attention=config.switches["attention"])
+
+
+def canonical_box(case: CaseData, config: TrainConfig, points=None) -> Box:
+    pts = case.points if points is None else points
+    return roi_box(pts, case.spacing, case.image.shape, config.pad_mm, (config.crop_size,) * 3)
+
+
+def network_input(case_tensor: torch.Tensor, box: Box, points: np.ndarray, config: TrainConfig):
+    """(C, S, S, S) input crop (image[, point channel]) and the crop of the other volumes."""
+    crops = crop_volumes(case_tensor, box)
+    image = crops[:1]
+    if config.in_channels == 2:
+        pts = torch.as_tensor(box.to_crop(points), dtype=torch.float32, device=case_tensor.device)
+        pc = point_channel_torch(pts, box.size, config.point_sigma)[None]
+        return torch.cat([image, pc], 0), crops[1:], pc
+    pts = torch.as_tensor(box.to_crop(points), dtype=torch.float32, device=case_tensor.device)
+    return image, crops[1:], point_channel_torch(pts, box.size, config.point_sigma)[None]
+
+
+class Scheme:
+    """Runs (or resumes) the rounds of one variant and writes the outputs of ``out``."""
+
+    def __init__(self, config: TrainConfig, train_cases: list[CaseData], val_cases: list[CaseData], out: Path,
+                 runtime: Runtime, resume: bool = False):
+        self.config, self.out, self.rt = config, Path(out), runtime
+        self.train_cases, self.val_cases = train_cases, val_cases
+        if len(train_cases) < 2:
+            raise InputError(f"need at least 2 training cases with the organ, found {len(train_cases)}")
+        if not val_cases:
+            raise InputError("need at least 1 validation case with the organ")
+        n_hold = max(1, int(round(config.held_back * len(train_cases))))
+        self.held_back = train_cases[-n_hold:]
+        self.fit_cases = train_cases[:-n_hold]
+        self.cache = ArrayCache(self.out / "cache")
+        self.model = build_model(config).to(runtime.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        self.rows: list[dict] = []
+        self.state = {"round": 0, "epoch": 0, "best_select": -1.0, "best_state": None, "best_val": -1.0,
+                      "best_round": 0, "best_model": None, "since_best": 0}
+        self._resume = resume
+        self._tensors = {}
+
+    # ------------------------------------------------------------------ data on device
+    def _case_tensor(self, case: CaseData) -> torch.Tensor:
+        """(2, X, Y, Z) on the device: image and current pseudo label (or the real mask)."""
+        target = case.mask.astype(np.float32) if self.config.switches["full"] else case.pseudo
+        key = (case.name, id(target))
+        if key not in self._tensors:
+            self._tensors = {k: v for k, v in self._tensors.items() if k[0] != case.name}
+            arr = np.stack([case.image, target]).astype(np.float32)
+            self._tensors[key] = torch.from_numpy(arr).to(self.rt.device)
+        return self._tensors[key]
+
+    # ------------------------------------------------------------------ round 0
+    def initial_pseudo_labels(self):
+        """Random-walker pseudo labels of every case (training ones sharded over ranks)."""
+        preset = get_preset(self.config.pseudo_preset)
+        for case in self.train_cases + self.val_cases:
+            cached = self.cache.get(f"r0_{case.name}")
+            if cached is not None:
+                case.pseudo = cached[0]["pseudo"]
+        todo = [c for c in self.train_cases + self.val_cases if c.pseudo is None]
+        mine = todo[self.rt.rank::self.rt.world_size]
+        for case in mine:
+            from ..pseudo.pseudo_label import pseudo_label_from_points
+
+            pl = pseudo_label_from_points(case.image, case.spacing, case.points, preset.with_(window=(0.0, 1.0)))
+            case.pseudo = pl.in_image_space()
+            if self.rt.is_main or self.rt.world_size > 1:
+                self.cache.put(f"r0_{case.name}", {"pseudo": case.pseudo})
+        self._gather_pseudo(todo)
+
+    def _gather_pseudo(self, todo: list[CaseData], rnd: int = 0):
+        if self.rt.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        dist.barrier()
+        for case in todo:  # every rank wrote its share to the cache; read the others' back
+            if case.pseudo is None:
+                got = None
+                for _ in range(600):
+                    got = self.cache.get(f"r{rnd}_{case.name}")
+                    if got is not None:
+                        break
+                    time.sleep(0.1)
+                if got is None:
+                    raise DataError(f"{self.cache.folder}: pseudo label of {case.name} from another rank is missing")
+                case.pseudo = got[0]["pseudo"]
+
+    # ------------------------------------------------------------------ training
+    def _batch(self, rng: np.random.Generator):
+        cfg = self.config
+        inputs, targets, pcs = [], [], []
+        for _ in range(cfg.batch_size):
+            case = self.fit_cases[int(rng.integers(len(self.fit_cases)))]
+            noisy = jitter_points(case.points, case.spacing, cfg.click_noise_mm, rng, case.image.shape)
+            box = canonical_box(case, cfg, noisy)
+            x, target, pc = network_input(self._case_tensor(case), box, noisy, cfg)
+            if rng.random() < 0.5:  # flip along the first axis: anatomy is roughly mirror-symmetric there
+                x, target, pc = x.flip(1), target.flip(1), pc.flip(1)
+            inputs.append(x)
+            targets.append(target)
+            pcs.append(pc)
+        return torch.stack(inputs), torch.stack(targets), torch.stack(pcs)
+
+    def _loss(self, x, y, pc):
+        cfg = self.config
+        use_amp = cfg.amp and self.rt.device.type == "cuda"
+        with torch.autocast(device_type=self.rt.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            p = self._forward(x)
+        p = p.float()
+        loss = dice_loss(p, y)
+        if cfg.switches["point_loss"]:
+            loss = loss + cfg.point_loss_weight * point_loss(p, pc, num_filters=cfg.point_loss_filters, validate=False)
+        return loss
+
+    def _forward(self, x):
+        return self.model(x)
+
+    def train_epoch(self, rnd: int, epoch: int) -> float:
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, rnd, epoch, self.rt.rank])
+        steps = cfg.steps_per_epoch or max(1, len(self.fit_cases) // cfg.batch_size)
+        self.model.train()
+        losses = []
+        for _ in range(steps):
+            x, y, pc = self._batch(rng)
+            loss = self._loss(x, y, pc)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        return float(np.mean(losses))
+
+    @torch.no_grad()
+    def predict_crop(self, case: CaseData) -> tuple[np.ndarray, Box, np.ndarray]:
+        """The model's probability in the canonical crop, the box and the image crop."""
+        box = canonical_box(case, self.config)
+        x, _, _ = network_input(self._case_tensor(case), box, case.points, self.config)
+        self.model.eval()
+        raw = self.model.module if hasattr(self.model, "module") else self.model
+        use_amp = self.config.amp and self.rt.device.type == "cuda"
+        with torch.autocast(device_type=self.rt.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            p = raw(x[None])[0, 0].float()
+        return p.cpu().numpy(), box, x[0].cpu().numpy()
+
+    def selection_score(self) -> float:
+        """Dice against the pseudo labels of the held-back training cases (no real mask)."""
+        scores = []
+        for case in self.held_back:
+            p, box, _ = self.predict_crop(case)
+            target = crop_volumes(self._case_tensor(case), box)[1].cpu().numpy()
+            scores.append(dice(p, target))
+        return float(np.mean(scores))
+
+    def regularise(self, case: CaseData) -> np.ndarray:
+        """Next round's pseudo label: the prediction, random-walker regularised on the
+        uncertainty band (P >= .5 and P < .5 eroded by a ball of ``rw_radius``).
+
+        The random walker runs on a crop of ``rw_crop_size`` (finer than the network's crop
+        on small CPU configurations), so the band follows the image's edges at that scale.
+        """
+        cfg = self.config
+        p, box, _ = self.predict_crop(case)
+        prob = paste_back(p.astype(np.float32), box, order=1)
+        if not cfg.switches["rw_regularise"]:
+            return prob
+        rw_box = roi_box(case.points, case.spacing, case.image.shape, cfg.pad_mm, (cfg.rw_crop_size,) * 3)
+        p_rw = crop_resample(prob, rw_box, order=1)
+        seeds = uncertainty_seeds(p_rw, cfg.rw_radius)
+        if not ((seeds == 0).any() and (seeds == 1).any() and (seeds == 2).any()):
+            return prob
+        beta = cfg.rw_beta or get_preset(cfg.pseudo_preset).beta
+        image = crop_resample(case.image, rw_box, order=1)
+        p_rw = random_walker(image, seeds, beta=beta, return_full_prob=True, prob_tol=0.05)[1]
+        return paste_back(np.clip(p_rw, 0.0, 1.0).astype(np.float32), rw_box, order=1)
+
+    def validate(self) -> dict:
+        scores = []
+        for case in self.val_cases:
+            p, box, _ = self.predict_crop(case)
+            scores.append(dice(paste_back(p, box), case.mask))
+        return summarise(scores)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint(self) -> dict:
+        raw = self.model.module if hasattr(self.model, "module") else self.model
+        return {"format": CHECKPOINT_FORMAT, "version": __version__, "config": self.config.to_dict(),
+                "model": raw.state_dict(), "optimizer": self.optimizer.state_dict(), "rows": self.rows,
+                "state": self.state}
+
+    def save_state(self):
+        if self.rt.is_main:
+            _atomic_torch_save(self._checkpoint(), self.out / "state.pt")
+
+    def load_state(self) -> bool:
+        path = self.out / "state.pt"
+        if not path.exists():
+            return False
+        ckpt = load_checkpoint(path)
+        if ckpt["config"].get("variant") != self.config.variant:
+            raise InputError(f"{path}: the run there is variant {ckpt['config'].get('variant')!r}, not "
+                             f"{self.config.variant!r}; use another --out or the same variant")
+        raw = self.model.module if hasattr(self.model, "module") else self.model
+        raw.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.rows = ckpt["rows"]
+        self.state = ckpt["state"]
+        return True
+
+    # ------------------------------------------------------------------ the rounds
+    def run(self) -> dict:
+        cfg, rt = self.config, self.rt
+        resumed = self._resume and self.load_state()
+        if resumed:
+            rt.log(f"resuming at round {self.state['round']}, epoch {self.state['epoch']}")
+        t0 = time.perf_counter()
+        self.initial_pseudo_labels()
+        if not self.rows:
+            self.rows.append({"round": 0,
+                              "pseudo_label_dice": summarise(dice(c.pseudo, c.mask) for c in self.train_cases),
+                              "val_dice": summarise(dice(c.pseudo, c.mask) for c in self.val_cases),
+                              "seconds": time.perf_counter() - t0})
+            self.state.update(round=1, epoch=0)
+            self.save_state()
+            rt.log(_row_line(self.rows[-1]))
+        # pseudo labels of the round being trained come from the cache of the previous round
+        rnd = self.state["round"]
+        if rnd > 1 and not cfg.switches["full"]:
+            for case in self.train_cases:
+                got = self.cache.get(f"r{rnd - 1}_{case.name}")
+                if got is None:
+                    raise DataError(f"{self.cache.folder}: pseudo labels of round {rnd - 1} missing; cannot resume")
+                case.pseudo = got[0]["pseudo"]
+        max_rounds = 1 if cfg.switches["full"] else cfg.rounds
+        while self.state["round"] <= max_rounds and self.state["since_best"] < cfg.patience:
+            rnd = self.state["round"]
+            t_round = time.perf_counter()
+            while self.state["epoch"] < cfg.epochs_per_round * (cfg.rounds if cfg.switches["full"] else 1):
+                loss = self.train_epoch(rnd, self.state["epoch"])
+                score = self.selection_score()
+                if score > self.state["best_select"]:
+                    raw = self.model.module if hasattr(self.model, "module") else self.model
+                    self.state["best_select"] = score
+                    self.state["best_state"] = {k: v.detach().cpu().clone() for k, v in raw.state_dict().items()}
+                self.state["epoch"] += 1
+                self.save_state()
+                if rt.progress is not None:
+                    rt.progress(rnd, self.state["epoch"], loss, score)
+            raw = self.model.module if hasattr(self.model, "module") else self.model
+            raw.load_state_dict(self.state["best_state"])
+            val = self.validate()
+            # the next round's pseudo labels (sharded over ranks; each writes its share)
+            if not cfg.switches["full"]:
+                mine = self.train_cases[rt.rank::rt.world_size]
+                fresh = {case.name: self.regularise(case) for case in mine}
+                for case in self.train_cases:
+                    case.pseudo = fresh.get(case.name)
+                    if case.pseudo is not None:
+                        self.cache.put(f"r{rnd}_{case.name}", {"pseudo": case.pseudo})
+                self._gather_pseudo(self.train_cases, rnd)
+            self._tensors.clear()
+            pl_dice = summarise(dice(c.mask.astype(np.float32) if cfg.switches["full"] else c.pseudo, c.mask)
+                                for c in self.train_cases)
+            row = {"round": rnd, "pseudo_label_dice": pl_dice, "val_dice": val,
+                   "selection_dice": self.state["best_select"], "seconds": time.perf_counter() - t_round}
+            self.rows.append(row)
+            if val["mean"] > self.state["best_val"]:
+                self.state.update(best_val=val["mean"], best_round=rnd, since_best=0,
+                                  best_model=copy.deepcopy(self.state["best_state"]))
+            else:
+                self.state["since_best"] += 1
+            self.state.update(round=rnd + 1, epoch=0, best_select=-1.0)
+            self.save_state()
+            rt.log(_row_line(row))
+        return self.finish()
+
+    def finish(self) -> dict:
+        cfg = self.config
+        best = next(r for r in self.rows if r["round"] == self.state["best_round"])
+        summary = {"variant": cfg.variant, "config": cfg.to_dict(), "rounds": self.rows,
+                   "best_round": self.state["best_round"], "final_val_dice": best["val_dice"],
+                   "train_cases": [c.name for c in self.train_cases], "val_cases": [c.name for c in self.val_cases]}
+        if self.rt.is_main:
+            raw = self.model.module if hasattr(self.model, "module") else self.model
+            if self.state["best_model"] is not None:
+                raw.load_state_dict(self.state["best_model"])
+            _atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": __version__, "config": cfg.to_dict(),
+                                "model": raw.state_dict(), "best_round": self.state["best_round"],
+                                "window": cfg.window, "crop_size": cfg.crop_size, "pad_mm": cfg.pad_mm,
+                                "point_sigma": cfg.point_sigma}, self.out / "model.pt")
+            write_json(self.out / "summary.json", summary)
+            self._figures()
+        return summary
+
+    def _figures(self):
+        from ..viz import save_curves, save_overlay
+
+        rounds = [r["round"] for r in self.rows]
+        save_curves(self.out / "dice_per_round.png", rounds,
+                    {"validation Dice (real masks)": [r["val_dice"]["mean"] for r in self.rows],
+                     "pseudo-label Dice (training)": [r["pseudo_label_dice"]["mean"] for r in self.rows]},
+                    title=f"variant {self.config.variant}")
+        for case in self.val_cases[:3]:
+            p, box, image = self.predict_crop(case)
+            truth = crop_resample(case.mask.astype(np.float32), box, order=1) >= 0.5
+            rw0 = self.cache.get(f"r0_{case.name}")
+            extra = {}
+            if rw0 is not None:
+                extra["random walker (round 0)"] = crop_resample(rw0[0]["pseudo"], box, order=1)
+            save_overlay(self.out / "overlays" / f"{case.name}.png", image, p, label="prediction",
+                         points=box.to_crop(case.points),
+                         truth=truth, extra=extra, title=f"{case.name}: variant {self.config.variant}, "
+                         f"Dice {dice(paste_back(p, box), case.mask):.3f}")
+
+
+def _row_line(row: dict) -> str:
+    return (f"round {row['round']:>2}: pseudo-label Dice {row['pseudo_label_dice']['mean']:.3f}, "
+            f"validation Dice {row['val_dice']['mean']:.3f} ({row['seconds']:.1f} s)")
+
+
+def _atomic_torch_save(obj, path: Path):
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"{path}: could not write checkpoint ({exc.strerror or exc})") from None
+
+
+def load_checkpoint(path) -> dict:
+    """A checkpoint written by this version's format, or a one-line error saying why not."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated zip, foreign pickle, ...
+        raise DataError(f"{path}: not a readable extremefast checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or "format" not in ckpt or "config" not in ckpt:
+        raise DataError(f"{path}: not an extremefast checkpoint")
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        raise DataError(f"{path}: checkpoint format {ckpt['format']} (extremefast {ckpt.get('version', '?')}) is "
+                        f"incompatible with this version's format {CHECKPOINT_FORMAT} (extremefast {__version__})")
+    return ckpt
