@@ -127,6 +127,104 @@ def pseudo_label(
     console.print(f"summary: {out / 'summary.json'}")
 
 
+def _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_, data, seed, point_loss_weight):
+    from extremefast.train.config import TrainConfig, cpu_defaults
+
+    config = TrainConfig(variant=variant, seed=seed)
+    import torch
+
+    if data == "synthetic" and not torch.cuda.is_available():
+        config = cpu_defaults(config)  # the embedded default: minutes on a laptop CPU
+    overrides = {k: v for k, v in dict(rounds=rounds, epochs_per_round=epochs, crop_size=crop_size,
+                                       batch_size=batch_size, amp=amp, compile=compile_,
+                                       point_loss_weight=point_loss_weight).items() if v is not None}
+    return config.with_(**overrides)
+
+
+RoundsOpt = Annotated[Optional[int], typer.Option("--rounds", help="Most rounds of train + refresh (the paper: 20).")]
+EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Epochs per round.")]
+CropOpt = Annotated[Optional[int], typer.Option("--crop-size", help="Network crop edge in voxels (the paper: 128).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Crops per step (the paper: 4).")]
+AmpOpt = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")]
+CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the network on CUDA.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the split, the click noise and the initialisation.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="'auto', 'cpu' or 'cuda'.")]
+AlphaOpt = Annotated[Optional[float], typer.Option("--point-loss-weight", help="alpha of L = Dice + alpha L_points.")]
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Output folder: summary.json, plots, overlays, model.pt.")],
+    data: DataOpt = "synthetic",
+    label: LabelOpt = None,
+    organ: OrganOpt = None,
+    variant: Annotated[str, typer.Option("--variant", help="a, b, c, d, e, f (the paper's Table 1) or full.")] = "f",
+    rounds: RoundsOpt = None,
+    epochs: EpochsOpt = None,
+    crop_size: CropOpt = None,
+    batch_size: BatchOpt = None,
+    gpus: Annotated[int, typer.Option("--gpus", help="Processes with DistributedDataParallel (NCCL on GPUs; gloo and CPU processes where no GPU is visible).")] = 1,
+    amp: AmpOpt = None,
+    compile_: CompileOpt = None,
+    point_loss_weight: AlphaOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    data_root: DataRootOpt = None,
+):
+    """The iterative weakly supervised scheme: random-walker init, then rounds of training and refresh."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from extremefast.train.run import train as run_train
+    from extremefast.train.run import train_distributed
+
+    config = _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_, data, seed, point_loss_weight)
+    kwargs = dict(data=data, label=label, organ=organ, out=out, config=config, data_root=data_root, device=device,
+                  resume=resume)
+    if gpus < 1:
+        raise ExtremefastError(f"--gpus must be >= 1, got {gpus}")
+    if gpus > 1 or "WORLD_SIZE" in os.environ:
+        summary = train_distributed(gpus, log=console.print, **kwargs)
+    else:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                      console=err_console, transient=True) as bar:
+            task = bar.add_task("training", total=config.epochs_per_round, info="")
+
+            def progress(rnd, epoch, loss, score):
+                bar.update(task, description=f"round {rnd}", completed=epoch,
+                           info=f"loss {loss:.3f}, selection Dice {score:.3f}")
+
+            summary = run_train(log=console.print, progress=progress, **kwargs)
+    final = summary["final_val_dice"]
+    console.print(f"best round {summary['best_round']}: validation Dice {final['mean']:.3f}±{final['std']:.3f} "
+                  f"(median {final['median']:.3f}); outputs in {out}")
+
+
+@app.command()
+def ablation(
+    out: Annotated[Path, typer.Option("--out", help="Folder for one run per variant and table.md / table.json.")],
+    data: DataOpt = "synthetic",
+    label: LabelOpt = None,
+    organ: OrganOpt = None,
+    variants: Annotated[str, typer.Option("--variants", help="Comma-separated: a,b,c,d,e,f,full.")] = "a,b,c,d,e,f,full",
+    rounds: RoundsOpt = None,
+    epochs: EpochsOpt = None,
+    crop_size: CropOpt = None,
+    batch_size: BatchOpt = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    data_root: DataRootOpt = None,
+):
+    """Run several variants on the same data and write the paper's Table 1 for them."""
+    from extremefast.train.ablation import run_ablation
+
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    table = run_ablation(names, out, lambda v: _train_config(v, rounds, epochs, crop_size, batch_size, None, None,
+                                                             data, seed, None),
+                         data=data, label=label, organ=organ, data_root=data_root, device=device, log=console.print)
+    console.print(table)
+
+
 def main(argv=None) -> int:
     import click
 

@@ -1,6 +1,7 @@
 """Pseudo labels from six clicks (paper steps 1-2): crop, scribbles, seeds, random walker."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -94,6 +95,20 @@ class PseudoLabel:
         return paste_back(self.probability, self.box, order=1)
 
 
+def rw_probability(image, seeds, beta, tol=1e-3, spacing=None) -> np.ndarray:
+    """P(foreground) of seeds (1 background, 2 foreground) by the random walker, clipped to [0, 1].
+
+    With a large beta, pockets walled off by strong edges are connected to the seeds
+    only through edges of weight ~1e-10; their probabilities are ill-conditioned and an
+    iterative solve at tol 1e-3 can leave them slightly outside [0, 1]. Clipping is
+    the answer for a label map; the public random_walker keeps warning about it.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="random_walker: probabilities fall outside")
+        prob = random_walker(image, seeds, beta=beta, tol=tol, spacing=spacing, return_full_prob=True)[1]
+    return np.clip(prob, 0.0, 1.0).astype(np.float32)
+
+
 def prepare_crop(image, spacing, points, config: PseudoLabelConfig):
     """Box, normalised crop, crop spacing and points in crop coordinates."""
     image = np.asarray(image)
@@ -145,7 +160,6 @@ def pseudo_label_crop(crop, points_crop, crop_spacing, config: PseudoLabelConfig
         border[1:-1, 1:-1, 1:-1] = False
         seeds[border & (seeds == 0)] = 1
     rw_data = ndi.gaussian_filter(crop, config.rw_smooth_sigma) if config.rw_smooth_sigma > 0 else crop
-    prob = random_walker(rw_data, seeds, beta=config.beta, tol=config.rw_tol, spacing=rw_spacing,
-                         return_full_prob=True)[1].astype(np.float32)
+    prob = rw_probability(rw_data, seeds, beta=config.beta, tol=config.rw_tol, spacing=rw_spacing)
     channel = point_channel(points_crop, size, config.point_sigma)
     return PseudoLabel(box, crop, np.asarray(points_crop), channel, scribble, seeds, prob)

@@ -26,10 +26,9 @@ from ..losses import point_loss
 from ..losses.dice import dice_loss
 from ..metrics import dice, summarise
 from ..nn import SegResNet
-from ..pseudo.pseudo_label import get_preset, pseudo_label_crop
+from ..pseudo.pseudo_label import get_preset, rw_probability
 from ..pseudo.roi import Box, crop_resample, paste_back, roi_box
 from ..pseudo.seeds import uncertainty_seeds
-from ..random_walker import random_walker
 from .cases import CaseData
 from .config import TrainConfig
 from .crops import crop_volumes, jitter_points, point_channel_torch
@@ -228,8 +227,7 @@ class Scheme:
             return prob
         beta = cfg.rw_beta or get_preset(cfg.pseudo_preset).beta
         image = crop_resample(case.image, rw_box, order=1)
-        p_rw = random_walker(image, seeds, beta=beta, return_full_prob=True, prob_tol=0.05)[1]
-        return paste_back(np.clip(p_rw, 0.0, 1.0).astype(np.float32), rw_box, order=1)
+        return paste_back(rw_probability(image, seeds, beta), rw_box, order=1)
 
     def validate(self) -> dict:
         scores = []

@@ -1,0 +1,209 @@
+"""Steps 1-2: extreme points, clicks, crop and paste-back, scribbles, seeds, pseudo labels."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.morphology import ball
+
+from extremefast.errors import InputError
+from extremefast.metrics import dice
+from extremefast.pseudo import (check_points, crop_resample, extreme_points, geodesic_scribbles, get_preset,
+                                paste_back, point_channel, pseudo_label_from_points, roi_box, scribble_seeds,
+                                shortest_path, simulate_clicks, uncertainty_seeds)
+from extremefast.pseudo.geodesic_ref import shortest_path_ref
+
+
+def _blob(shape=(30, 28, 26), radii=(9, 7, 6)):
+    grid = np.indices(shape).astype(float)
+    c = np.array(shape)[:, None, None, None] / 2
+    r = np.array(radii)[:, None, None, None]
+    return (((grid - c) / r) ** 2).sum(0) <= 1
+
+
+def test_extreme_points_lie_on_the_extremes():
+    mask = _blob()
+    pts = extreme_points(mask)
+    coords = np.argwhere(mask)
+    for a in range(3):
+        assert pts[2 * a, a] == coords[:, a].min() and pts[2 * a + 1, a] == coords[:, a].max()
+        assert mask[tuple(pts[2 * a])] and mask[tuple(pts[2 * a + 1])]
+
+
+def test_simulated_clicks_are_two_sided_inside_and_seeded():
+    mask = _blob((60, 60, 60), (25, 22, 20))
+    pts = extreme_points(mask)
+    offsets = []
+    for s in range(200):
+        clicks = simulate_clicks(pts, mask, (1.0, 1.0, 1.0), sigma_mm=2.0, rng=s)
+        assert all(mask[tuple(p)] for p in clicks)
+        offsets.append(clicks - pts)
+    offsets = np.concatenate(offsets)
+    # noise goes both ways along every axis (not only positive)
+    for a in range(3):
+        assert (offsets[:, a] < 0).any() and (offsets[:, a] > 0).any()
+    np.testing.assert_array_equal(simulate_clicks(pts, mask, (1, 1, 1), 2.0, rng=7),
+                                  simulate_clicks(pts, mask, (1, 1, 1), 2.0, rng=7))
+
+
+def test_crop_and_paste_back_are_inverse(rng):
+    shape = (50, 44, 20)
+    vol = ndi.gaussian_filter(rng.random(shape), 3).astype(np.float32)
+    pts = np.array([[10, 20, 5], [40, 22, 8], [25, 8, 10], [26, 36, 9], [24, 21, 2], [25, 22, 17]])
+    box = roi_box(pts, (0.8, 0.8, 2.5), shape, pad_mm=4, size=(64, 64, 64))
+    crop = crop_resample(vol, box)
+    back = paste_back(crop, box)
+    inside = tuple(slice(a + 1, b - 1) for a, b in zip(box.start, box.stop))
+    np.testing.assert_allclose(back[inside], vol[inside], atol=0.02)
+    assert (back[: box.start[0]] == 0).all()
+    # point coordinates map exactly both ways
+    np.testing.assert_allclose(box.to_image(box.to_crop(pts)), pts, atol=1e-9)
+
+
+def test_box_is_padded_in_mm_and_clipped():
+    pts = np.array([[10, 10, 5], [20, 12, 6], [15, 5, 5], [15, 18, 6], [15, 12, 1], [15, 12, 9]])
+    box = roi_box(pts, (1.0, 2.0, 5.0), (100, 100, 10), pad_mm=10, size=32)
+    assert box.start == (0, 0, 0) and box.stop == (31, 24, 10)
+
+
+def test_point_channel_peaks_at_points():
+    pts = np.array([[5.0, 6.0, 7.0], [20.0, 10.0, 3.0]])
+    pc = point_channel(pts, (24, 16, 12), sigma=2.0)
+    assert pc.max() <= 1.0 and pc[5, 6, 7] == pytest.approx(1.0, abs=1e-3)
+    assert pc[0, 15, 11] < 1e-3
+
+
+@pytest.mark.parametrize("shape", [(6, 7, 8), (12, 9, 10), (1, 12, 9), (15, 2, 11)])
+@pytest.mark.parametrize("plateau", [False, True])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_geodesic_paths_match_csgraph_reference(rng, shape, plateau, bidirectional):
+    cost = rng.random(shape) + 0.01
+    if plateau:
+        cost[:, : shape[1] // 2] = 0.0  # zero-cost plateau
+    src, dst = (0, 0, 0), tuple(s - 1 for s in shape)  # corners: points on the image border
+    path, total = shortest_path(cost, src, dst, (1.0, 1.5, 2.0), bidirectional=bidirectional)
+    _, ref_total = shortest_path_ref(cost, src, dst, (1.0, 1.5, 2.0))
+    assert total == pytest.approx(ref_total, rel=1e-12, abs=1e-12)
+    assert tuple(path[0]) == src and tuple(path[-1]) == dst
+    steps = np.abs(np.diff(path, axis=0))
+    assert steps.max() <= 1 and (steps.sum(axis=1) > 0).all()
+    # the path's own cost equals the reported optimum
+    lengths = np.sqrt(((np.diff(path, axis=0) * [1.0, 1.5, 2.0]) ** 2).sum(1))
+    own = (lengths * 0.5 * (cost[tuple(path[:-1].T)] + cost[tuple(path[1:].T)])).sum()
+    assert own == pytest.approx(ref_total, rel=1e-9, abs=1e-12)
+
+
+def test_scribbles_connect_each_pair():
+    cost = np.ones((20, 21, 22))
+    pts = np.array([[0, 10, 11], [19, 10, 11], [10, 0, 11], [10, 20, 11], [10, 10, 0], [10, 10, 21]])
+    s = geodesic_scribbles(cost, pts)
+    assert all(s[tuple(p)] for p in pts)
+    assert ndi.label(s, structure=np.ones((3, 3, 3)))[1] == 1
+
+
+@pytest.mark.parametrize("r", [2, 5, 30])
+def test_seed_dilation_equals_ball_structuring_element(r):
+    scribble = np.zeros((70, 70, 70), bool)
+    scribble[35, 10:60, 35] = True
+    seeds = scribble_seeds(scribble, r_foreground=2, r_background=r)
+    fg_ref = ndi.binary_dilation(scribble, ball(2))
+    np.testing.assert_array_equal(seeds == 2, fg_ref)
+    if r <= 5:  # a ball of 30 is the expensive case the distance transform avoids
+        bg_ref = ~ndi.binary_dilation(scribble, ball(r))
+        np.testing.assert_array_equal((seeds == 1) | (seeds == 2) & bg_ref, bg_ref)
+
+
+def test_uncertainty_band():
+    p = _blob((40, 40, 40), (12, 12, 12)).astype(np.float32)
+    seeds = uncertainty_seeds(p, radius=4)
+    fg, bg = seeds == 2, seeds == 1
+    assert fg.any() and bg.any() and (seeds == 0).any()
+    np.testing.assert_array_equal(fg, ndi.binary_erosion(p >= 0.5, ball(4)))
+    np.testing.assert_array_equal(bg, ndi.binary_erosion(p < 0.5, ball(4), border_value=1))
+
+
+def test_pseudo_label_on_phantom_is_good_but_not_perfect():
+    from extremefast.data.synthetic import make_phantom
+
+    image, labels, affine = make_phantom(11)
+    mask = labels == 1
+    pl = pseudo_label_from_points(image, np.diag(affine)[:3], extreme_points(mask), get_preset("default"))
+    d = dice(pl.in_image_space(), mask)
+    assert 0.6 < d < 0.97
+    assert pl.probability.min() >= 0 and pl.probability.max() <= 1
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda p: p[:5], "six"),
+    (lambda p: np.vstack([p[:5], [[999, 0, 0]]]), "outside"),
+    (lambda p: np.vstack([p[:1], p[:1], p[2:]]), "same voxel"),
+    (lambda p: np.where(np.arange(18).reshape(6, 3) == 4, np.nan, p), "NaN"),
+])
+def test_bad_points(bad, match):
+    pts = extreme_points(_blob())
+    with pytest.raises(InputError, match=match):
+        check_points(bad(pts.astype(float)), (30, 28, 26))
+
+
+def test_bad_images():
+    mask = _blob()
+    pts = extreme_points(mask)
+    img = np.random.default_rng(0).random(mask.shape).astype(np.float32)
+    with pytest.raises(InputError, match="empty"):
+        extreme_points(np.zeros((5, 5, 5)))
+    nan_img = img.copy()
+    nan_img[15, 14, 13] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        pseudo_label_from_points(nan_img, (1, 1, 1), pts)
+    with pytest.raises(InputError, match="spacing"):
+        pseudo_label_from_points(img, (1, 0, 1), pts)
+    # a constant image gives a finite, documented answer (plain diffusion)
+    pl = pseudo_label_from_points(np.zeros_like(img), (1, 1, 1), pts, get_preset("paper").with_(crop_size=(32,) * 3))
+    assert np.isfinite(pl.probability).all()
+
+
+def test_pseudo_label_cli_resumes_and_reports(small_synthetic, tmp_path, cli):
+    out = tmp_path / "pl"
+    code, stdout, err = cli("pseudo-label", "--data", small_synthetic, "--organ", "spleen", "--out", out,
+                            "--crop-size", 48, "--workers", 1)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["cases"]) == 3 and 0 < summary["dice"]["mean"] <= 1
+    assert set(summary["dice"]) >= {"mean", "std", "median"}
+    for c in summary["cases"]:
+        assert (out / f"{c['case']}.nii.gz").exists() and (out / f"{c['case']}.png").exists()
+    assert "mean±std" in stdout
+    # a rerun after losing one case redoes only that case, with the same answer
+    first = (out / f"{summary['cases'][0]['case']}.nii.gz").read_bytes()
+    (out / f"{summary['cases'][0]['case']}.json").unlink()
+    mtime = (out / f"{summary['cases'][1]['case']}.json").stat().st_mtime_ns
+    code, _, _ = cli("pseudo-label", "--data", small_synthetic, "--label", 1, "--out", out, "--crop-size", 48,
+                     "--workers", 1)
+    assert code == 0
+    assert (out / f"{summary['cases'][1]['case']}.json").stat().st_mtime_ns == mtime
+    again = json.loads((out / "summary.json").read_text())
+    assert again["cases"][0]["dice"] == pytest.approx(summary["cases"][0]["dice"])
+    import nibabel as nib
+
+    a = nib.load(str(out / f"{summary['cases'][0]['case']}.nii.gz"))
+    assert a.shape == nib.load(str(small_synthetic / "imagesTr" / f"{summary['cases'][0]['case']}.nii.gz")).shape
+    assert len(first) > 0
+
+
+def test_pseudo_label_cli_bad_label(small_synthetic, tmp_path, cli):
+    code, _, err = cli("pseudo-label", "--data", small_synthetic, "--label", 42, "--out", tmp_path / "x")
+    assert code == 1 and "--label 42" in err and len(err.strip().splitlines()) == 1
+
+
+def test_pseudo_label_on_shared_ct_spleen_touching_border(shared_data):
+    from extremefast.data import open_msd
+
+    ds = open_msd(shared_data / "ct_abdomen")
+    image, labels = ds.load_case(ds.cases[0])
+    mask = labels.array == 1
+    pts = extreme_points(mask)
+    assert pts[:, 2].min() == 0 or pts[:, 2].max() == mask.shape[2] - 1  # on the border slice
+    pl = pseudo_label_from_points(image.array, image.spacing, pts, get_preset("default"))
+    assert dice(pl.in_image_space(), mask) > 0.5

@@ -1,0 +1,133 @@
+"""The iterative scheme end to end on small phantoms: outputs, variants, resume, DDP."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from extremefast.errors import DataError, InputError
+from extremefast.train.config import TrainConfig
+from extremefast.train.run import train
+from extremefast.train.scheme import load_checkpoint
+
+from conftest import SMALL_PHANTOM_SHAPE, SMALL_PHANTOM_SPACING
+
+TINY = dict(rounds=2, patience=5, epochs_per_round=2, steps_per_epoch=3, batch_size=2, crop_size=32,
+            rw_crop_size=48, point_loss_filters=6, point_sigma=1.5, amp=False)
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory) -> Path:
+    from extremefast.data.synthetic import write_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("train") / "ds"
+    return write_synthetic_dataset(out, cases=6, seed=9, shape=SMALL_PHANTOM_SHAPE, spacing=SMALL_PHANTOM_SPACING)
+
+
+def _rows(summary):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in summary["rounds"]]
+
+
+@pytest.mark.parametrize("variant", ["a", "b", "f", "full"])
+def test_variant_runs_and_writes_outputs(phantoms, tmp_path, variant):
+    out = tmp_path / variant
+    summary = train(str(phantoms), None, "spleen", out, TrainConfig(variant=variant, **TINY), device="cpu", log=lambda *_: None)
+    assert summary["variant"] == variant
+    assert summary["rounds"][0]["round"] == 0
+    for row in summary["rounds"]:
+        for key in ("pseudo_label_dice", "val_dice"):
+            assert set(row[key]) >= {"mean", "std", "median"}
+            assert 0 <= row[key]["mean"] <= 1
+    assert len(summary["rounds"]) == (2 if variant == "full" else 3)
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["best_round"] == summary["best_round"] >= 1
+    assert (out / "dice_per_round.png").exists() and list((out / "overlays").glob("*.png"))
+    ckpt = load_checkpoint(out / "model.pt")
+    assert ckpt["config"]["variant"] == variant and ckpt["crop_size"] == 32
+
+
+def test_same_seed_gives_same_curve(phantoms, tmp_path):
+    cfg = TrainConfig(variant="c", **TINY)
+    a = train(str(phantoms), 1, None, tmp_path / "a", cfg, device="cpu", log=lambda *_: None)
+    b = train(str(phantoms), 1, None, tmp_path / "b", cfg, device="cpu", log=lambda *_: None)
+    assert _rows(a) == _rows(b)
+
+
+_SCRIPT = """
+import sys
+from extremefast.train.config import TrainConfig
+from extremefast.train.run import train
+cfg = TrainConfig(variant="d", **{tiny})
+train(sys.argv[1], None, "spleen", sys.argv[2], cfg, device="cpu", resume=True, log=lambda *_: None)
+"""
+
+
+def test_killed_run_resumes_with_identical_finished_rounds(phantoms, tmp_path):
+    tiny = dict(TINY, rounds=3)
+    cfg = TrainConfig(variant="d", **tiny)
+    ref = train(str(phantoms), None, "spleen", tmp_path / "ref", cfg, device="cpu", log=lambda *_: None)
+    out = tmp_path / "killed"
+    script = _SCRIPT.format(tiny=repr(tiny))
+    proc = subprocess.Popen([sys.executable, "-c", script, str(phantoms), str(out)])
+    state = out / "state.pt"
+    deadline = time.time() + 300
+    killed_at = None
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists():
+            try:
+                s = torch.load(state, weights_only=False)["state"]
+            except Exception:
+                s = None
+            if s and (s["round"], s["epoch"]) >= (2, 1):  # round 1 finished, round 2 under way
+                proc.send_signal(signal.SIGKILL)
+                killed_at = (s["round"], s["epoch"])
+                break
+        time.sleep(0.05)
+    proc.wait()
+    assert killed_at is not None, "the run finished before it could be killed"
+    resumed = train(str(phantoms), None, "spleen", out, cfg, device="cpu", resume=True, log=lambda *_: None)
+    finished = killed_at[0]  # rounds < this one had finished before the kill
+    assert _rows(resumed)[:finished] == _rows(ref)[:finished]
+    assert len(resumed["rounds"]) == len(ref["rounds"])
+
+
+def test_two_process_gloo_run_matches_one_process(phantoms, tmp_path):
+    code = f"""
+from extremefast.train.config import TrainConfig
+from extremefast.train.run import train_distributed
+cfg = TrainConfig(variant="f", **{TINY!r})
+train_distributed(2, data={str(phantoms)!r}, label=None, organ="spleen", out={str(tmp_path / 'ddp')!r}, config=cfg,
+                  device="cpu", log=lambda *_: None)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ddp = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    one = train(str(phantoms), None, "spleen", tmp_path / "one", TrainConfig(variant="f", **TINY), device="cpu",
+                log=lambda *_: None)
+    assert len(ddp["rounds"]) == len(one["rounds"])
+    assert ddp["rounds"][0] == {**one["rounds"][0], "seconds": ddp["rounds"][0]["seconds"]}  # same init
+    assert abs(ddp["final_val_dice"]["mean"] - one["final_val_dice"]["mean"]) < 0.2
+
+
+def test_bad_training_inputs(phantoms, tmp_path):
+    with pytest.raises(InputError, match="variant"):
+        TrainConfig(variant="z")
+    with pytest.raises(InputError, match="label"):
+        train(str(phantoms), 99, None, tmp_path / "x", TrainConfig(**TINY), device="cpu")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="in the way"):
+        train(str(phantoms), 1, None, tmp_path / "file", TrainConfig(**TINY), device="cpu")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DataError, match="not a readable"):
+        load_checkpoint(bad)
+    torch.save({"format": 999, "version": "9.9", "config": {}}, tmp_path / "future.pt")
+    with pytest.raises(DataError, match="incompatible"):
+        load_checkpoint(tmp_path / "future.pt")
