@@ -137,3 +137,18 @@ def test_single_label_seeds_give_certain_answer(rng):
     np.testing.assert_allclose(prob, 1.0)
     seg = random_walker(data, labels)
     assert (seg == 1).all()
+
+
+@pytest.mark.gpu
+def test_gpu_random_walker_matches_cpu(rng):
+    pytest.importorskip("cupy")
+    from extremefast.xp import cuda_available
+
+    if not cuda_available():
+        pytest.skip("CuPy sees no GPU")
+    data, labels = _problem(rng, (40, 36, 30))
+    cpu = random_walker(data, labels, beta=30, tol=1e-6, return_full_prob=True, device="cpu")
+    gpu = random_walker(data, labels, beta=30, tol=1e-6, return_full_prob=True, device="cuda")
+    np.testing.assert_allclose(gpu, cpu, atol=1e-3)
+    np.testing.assert_array_equal(random_walker(data, labels, beta=30, device="cuda", tol=1e-6),
+                                  random_walker(data, labels, beta=30, device="cpu", tol=1e-6))

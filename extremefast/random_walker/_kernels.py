@@ -101,33 +101,49 @@ def jacobi_cg_numba(A, b, x0=None, *, tol=1e-3, maxiter=None):
 
 
 _CUDA_SRC = r"""
-extern "C" __global__ void ell_matvec(const long long* cols, const double* vals, const double* x,
-                                      double* y, long long n) {
+template <typename T, typename I>
+__device__ void ell_matvec_impl(const I* cols, const T* vals, const T* x, T* y, long long n) {
     long long i = (long long)blockDim.x * blockIdx.x + threadIdx.x;
     if (i >= n) return;
-    double acc = 0.0;
+    T acc = 0;
     #pragma unroll
     for (int j = 0; j < 7; ++j) {
-        long long c = cols[j * n + i];
+        long long c = (long long)cols[j * n + i];
         if (c >= 0) acc += vals[j * n + i] * x[c];
     }
     y[i] = acc;
 }
+extern "C" __global__ void ell_matvec_f32_i32(const int* c, const float* v, const float* x, float* y, long long n) {
+    ell_matvec_impl<float, int>(c, v, x, y, n);
+}
+extern "C" __global__ void ell_matvec_f64_i32(const int* c, const double* v, const double* x, double* y, long long n) {
+    ell_matvec_impl<double, int>(c, v, x, y, n);
+}
+extern "C" __global__ void ell_matvec_f64_i64(const long long* c, const double* v, const double* x, double* y,
+                                              long long n) {
+    ell_matvec_impl<double, long long>(c, v, x, y, n);
+}
+extern "C" __global__ void ell_matvec_f32_i64(const long long* c, const float* v, const float* x, float* y,
+                                              long long n) {
+    ell_matvec_impl<float, long long>(c, v, x, y, n);
+}
 """
-_cuda_kernel = None
+_cuda_module = None
 
 
 def _ell_matvec_cuda(cols, vals, x):
+    """CUDA kernel through CuPy: one thread per row, no host synchronisation."""
     import cupy
 
-    global _cuda_kernel
-    if _cuda_kernel is None:
-        _cuda_kernel = cupy.RawKernel(_CUDA_SRC, "ell_matvec")
+    global _cuda_module
+    if _cuda_module is None:
+        _cuda_module = cupy.RawModule(code=_CUDA_SRC, options=("--std=c++14",))
     n = cols.shape[1]
-    cols = cupy.ascontiguousarray(cols, dtype=cupy.int64)
-    vals = cupy.ascontiguousarray(vals, dtype=cupy.float64)
-    x = cupy.ascontiguousarray(x, dtype=cupy.float64)
-    y = cupy.empty(n, dtype=cupy.float64)
+    vtype = "f32" if vals.dtype == cupy.float32 else "f64"
+    itype = "i32" if cols.dtype == cupy.int32 else "i64"
+    x = cupy.ascontiguousarray(x, dtype=vals.dtype)
+    y = cupy.empty(n, dtype=vals.dtype)
     threads = 256
-    _cuda_kernel(((n + threads - 1) // threads,), (threads,), (cols, vals, x, y, cupy.int64(n)))
+    kernel = _cuda_module.get_function(f"ell_matvec_{vtype}_{itype}")
+    kernel(((n + threads - 1) // threads,), (threads,), (cols, vals, x, y, cupy.int64(n)))
     return y

@@ -138,8 +138,18 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
         # a single label: the harmonic function with all boundary values 1 is exactly 1
         X = xp.ones((A.shape[0], 1), dtype=np.float64)
     else:
-        X = _solve(am, A, rhs[:, : nlabels - 1], tol, mode, x0_u)
-        X = xp.concatenate([X, 1.0 - X.sum(axis=1, keepdims=True)], axis=1)
+        # Solve for all labels but the one whose seeds pull hardest (largest right-hand side):
+        # a relative tolerance on the smaller right-hand sides is tighter in absolute terms.
+        norms = [float(xp.linalg.norm(rhs[:, k])) for k in range(nlabels)]
+        implied = int(np.argmax(norms))
+        solved = [k for k in range(nlabels) if k != implied]
+        guess = None
+        if x0_u is not None:  # x0 is the probability of label 1
+            guess = x0_u if solved[0] == 0 else (1.0 - x0_u if nlabels == 2 else None)
+        part = _solve(am, A, rhs[:, solved], tol, mode, guess)
+        X = xp.zeros((A.shape[0], nlabels), dtype=np.float64)
+        X[:, solved] = part
+        X[:, implied] = 1.0 - part.sum(axis=1)
     X = am.to_numpy(X)
     unknown = am.to_numpy(unknown).reshape(labels.shape)
 
