@@ -25,7 +25,7 @@ except ImportError:
 PY
 status=0
 echo "== GPU tests"
-timeout 300 python3 -m pytest -q -m gpu tests -p no:cacheprovider 2>&1 | tail -15 | tee "$OUTDIR/tests.txt"
+timeout 300 python3 -m pytest -q -m gpu tests -p no:cacheprovider -W ignore::UserWarning 2>&1 | tail -40 | tee "$OUTDIR/tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 echo "== benchmarks"
 cd benchmarks

@@ -229,8 +229,7 @@ def main(argv=None) -> int:
     import click
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--debug" in argv:
-        _state["debug"] = True
+    _state["debug"] = "--debug" in argv or os.environ.get("EXTREMEFAST_DEBUG", "") not in ("", "0")
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="extremefast", standalone_mode=False)

@@ -55,8 +55,9 @@ PRESETS = {
     # The paper's settings: radii 2 and 30 voxels in a 128^3 crop, scikit-image defaults.
     "paper": PseudoLabelConfig(preset="paper"),
     # Measured better on real scans and phantoms (docs/pseudo_labels.md): thicker foreground
-    # seeds and a sharper edge weighting (beta 4000 instead of 130).
-    "default": PseudoLabelConfig(r_foreground=4.0, beta=4000.0, preset="default"),
+    # seeds, a sharper edge weighting (beta 4000 instead of 130) and background seeds
+    # outside the box the clicks span.
+    "default": PseudoLabelConfig(r_foreground=5.0, beta=4000.0, background_outside_box=True, preset="default"),
 }
 
 

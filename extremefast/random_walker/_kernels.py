@@ -35,20 +35,28 @@ if numba is not None:
                     acc += vals[j, i] * x[c]
             y[i] = acc
 
+    _CHUNKS = 256  # work items of the fused loops; partial sums per chunk, added at the end
+
     @numba.njit(parallel=True, cache=True)
     def _matvec_dot(cols, vals, p, ap):
-        """ap = A p; returns p . ap (float64 accumulation)."""
+        """ap = A p; returns p . ap accumulated in float64 (per-chunk partial sums rather
+        than a prange reduction, which some Numba versions fail to analyse here)."""
         n = cols.shape[1]
-        total = 0.0
-        for i in numba.prange(n):
-            acc = 0.0
-            for j in range(7):
-                c = cols[j, i]
-                if c >= 0:
-                    acc += vals[j, i] * p[c]
-            ap[i] = acc
-            total += np.float64(p[i]) * acc
-        return total
+        chunks = _CHUNKS
+        partial = np.zeros(chunks)
+        size = (n + chunks - 1) // chunks
+        for ch in numba.prange(chunks):
+            total = 0.0
+            for i in range(ch * size, min(n, (ch + 1) * size)):
+                acc = 0.0
+                for j in range(7):
+                    c = cols[j, i]
+                    if c >= 0:
+                        acc += vals[j, i] * p[c]
+                ap[i] = acc
+                total += np.float64(p[i]) * acc
+            partial[ch] = total
+        return partial.sum()
 
     @numba.njit(parallel=True, cache=True)
     def _update(x, r, p, ap, inv_diag, alpha, z):
