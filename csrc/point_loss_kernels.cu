@@ -7,12 +7,9 @@
 
 namespace {
 
-// out[a, i, b] = sum_{|k - i| <= H} m[i, k] * x[a, k, b]; x, out: A x L x B contiguous.
-__global__ void band_apply_kernel(const float* __restrict__ x, const float* __restrict__ m,
-                                  float* __restrict__ out, int64_t A, int L, int64_t B, int H) {
-  int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  int64_t total = A * (int64_t)L * B;
-  if (idx >= total) return;
+// sum_{|k - i| <= H} m[i, k] * x[a, k, b] for the output element idx of an A x L x B tensor.
+__device__ __forceinline__ float band_sum(const float* __restrict__ x, const float* __restrict__ m, int64_t idx,
+                                          int L, int64_t B, int H) {
   int64_t b = idx % B;
   int64_t rest = idx / B;
   int i = (int)(rest % L);
@@ -23,7 +20,16 @@ __global__ void band_apply_kernel(const float* __restrict__ x, const float* __re
   const float* mi = m + (int64_t)i * L;
   float acc = 0.f;
   for (int k = k0; k <= k1; ++k) acc += mi[k] * xa[(int64_t)k * B];
-  out[idx] = acc;
+  return acc;
+}
+
+// out[a, i, b] = sum_{|k - i| <= H} m[i, k] * x[a, k, b]; x, out: A x L x B contiguous.
+__global__ void band_apply_kernel(const float* __restrict__ x, const float* __restrict__ m,
+                                  float* __restrict__ out, int64_t A, int L, int64_t B, int H) {
+  int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  int64_t total = A * (int64_t)L * B;
+  if (idx >= total) return;
+  out[idx] = band_sum(x, m, idx, L, B, H);
 }
 
 // Last forward pass (axis 0) fused with the loss: g0 = M x, boundary = exp(-(g0-.5)^2),
@@ -37,17 +43,7 @@ __global__ void band_apply_loss_kernel(const float* __restrict__ x, const float*
   int64_t total = A * (int64_t)L * B;
   float contrib = 0.f;
   if (idx < total) {
-    int64_t b = idx % B;
-    int64_t rest = idx / B;
-    int i = (int)(rest % L);
-    int64_t a = rest / L;
-    int k0 = i - H < 0 ? 0 : i - H;
-    int k1 = i + H > L - 1 ? L - 1 : i + H;
-    const float* xa = x + a * (int64_t)L * B + b;
-    const float* mi = m + (int64_t)i * L;
-    float acc = 0.f;
-    for (int k = k0; k <= k1; ++k) acc += mi[k] * xa[(int64_t)k * B];
-    float d = acc - 0.5f;
+    float d = band_sum(x, m, idx, L, B, H) - 0.5f;
     float boundary = __expf(-d * d);
     float gv = g[idx];
     contrib = boundary * gv;

@@ -98,7 +98,7 @@ def save_nifti(path, array, affine, *, dtype=None) -> Path:
     img.set_sform(affine, code=1)
     suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
-    _ensure_writable_folder(path.parent)
+    ensure_output_folder(path.parent)
     try:
         nib.save(img, str(tmp))
         os.replace(tmp, path)
@@ -108,7 +108,9 @@ def save_nifti(path, array, affine, *, dtype=None) -> Path:
     return path
 
 
-def _ensure_writable_folder(folder: Path) -> None:
+def ensure_output_folder(folder) -> Path:
+    """Create ``folder`` if needed and check it is a writable folder (one-line errors otherwise)."""
+    folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise DataError(f"{folder}: a file is in the way of the output folder")
     try:
@@ -117,6 +119,7 @@ def _ensure_writable_folder(folder: Path) -> None:
         raise DataError(f"{folder}: cannot create output folder ({exc.strerror or exc})") from None
     if not os.access(folder, os.W_OK):
         raise DataError(f"{folder}: output folder is not writable")
+    return folder
 
 
 def _short(exc: BaseException) -> str:

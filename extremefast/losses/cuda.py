@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BackendUnavailable
+from ._fused import FusedPointLoss
 from .separable import box_operator
 
 _CSRC = Path(__file__).resolve().parents[2] / "csrc"
@@ -71,26 +72,15 @@ def cuda_extension_available() -> bool:
         return can_build()
 
 
-class _PointLossCuda(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, prediction, point_channel, num_filters, kernel_size):
-        dev = prediction.device
-        l0, l1, l2 = prediction.shape[2:]
-        ms = [box_operator(L, num_filters, kernel_size, torch.float32, dev) for L in (l0, l1, l2)]
-        half_band = num_filters * (kernel_size // 2)
-        loss, grad = torch.ops.extremefast.point_loss_fused(prediction.float(), point_channel.float(), *ms, half_band)
-        ctx.save_for_backward(grad)
-        ctx.in_dtype = prediction.dtype
-        return loss.to(prediction.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (grad,) = ctx.saved_tensors
-        return (grad * grad_output).to(ctx.in_dtype), None, None, None
+def _forward_cuda(prediction, point_channel, num_filters, kernel_size):
+    dev = prediction.device
+    ms = [box_operator(L, num_filters, kernel_size, torch.float32, dev) for L in prediction.shape[2:]]
+    half_band = num_filters * (kernel_size // 2)
+    return torch.ops.extremefast.point_loss_fused(prediction.float(), point_channel.float(), *ms, half_band)
 
 
 def point_loss_cuda(prediction, point_channel, num_filters: int = 25, kernel_size: int = 3):
     if not load():
         raise BackendUnavailable("backend 'cuda' needs a CUDA device and the extension from csrc/ "
                                  "(EXTREMEFAST_BUILD_CUDA=1 pip install ., or nvcc for a build on first use)")
-    return _PointLossCuda.apply(prediction, point_channel, num_filters, kernel_size)
+    return FusedPointLoss.apply(_forward_cuda, prediction, point_channel, num_filters, kernel_size)

@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._fused import FusedPointLoss
 from .separable import box_operator
 
 
@@ -36,6 +37,18 @@ def _rows_times_mt(x_ptr, m_ptr, y_ptr, R, L, BLOCK_R: tl.constexpr, BLOCK_I: tl
 
 
 @triton.jit
+def _band_tile(x_ptr, m_ptr, base, ii, bb, L, B, BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
+    """acc[i, b] = sum_k m[i, k] * x[base + k * B + b] for one (BLOCK_I x BLOCK_B) tile."""
+    acc = tl.zeros((BLOCK_I, BLOCK_B), dtype=tl.float32)
+    for k0 in range(0, L, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        m = tl.load(m_ptr + ii[:, None] * L + ks[None, :], mask=(ii[:, None] < L) & (ks[None, :] < L), other=0.0)
+        x = tl.load(x_ptr + base + ks[:, None] * B + bb[None, :], mask=(ks[:, None] < L) & (bb[None, :] < B), other=0.0)
+        acc += tl.dot(m, x, input_precision="ieee")
+    return acc
+
+
+@triton.jit
 def _m_times_slab(x_ptr, m_ptr, y_ptr, L, B, BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
     """y[a, i, b] = sum_k m[i, k] * x[a, k, b]  (x, y: A x L x B contiguous)."""
     pid_a = tl.program_id(0)
@@ -44,12 +57,7 @@ def _m_times_slab(x_ptr, m_ptr, y_ptr, L, B, BLOCK_I: tl.constexpr, BLOCK_B: tl.
     base = pid_a.to(tl.int64) * L * B
     ii = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     bb = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    acc = tl.zeros((BLOCK_I, BLOCK_B), dtype=tl.float32)
-    for k0 in range(0, L, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        m = tl.load(m_ptr + ii[:, None] * L + ks[None, :], mask=(ii[:, None] < L) & (ks[None, :] < L), other=0.0)
-        x = tl.load(x_ptr + base + ks[:, None] * B + bb[None, :], mask=(ks[:, None] < L) & (bb[None, :] < B), other=0.0)
-        acc += tl.dot(m, x, input_precision="ieee")
+    acc = _band_tile(x_ptr, m_ptr, base, ii, bb, L, B, BLOCK_I, BLOCK_B, BLOCK_K)
     tl.store(y_ptr + base + ii[:, None] * B + bb[None, :], acc, mask=(ii[:, None] < L) & (bb[None, :] < B))
 
 
@@ -64,12 +72,7 @@ def _m_times_slab_loss(x_ptr, m_ptr, g_ptr, seed_ptr, partial_ptr, L, B, inv_cou
     base = pid_a.to(tl.int64) * L * B
     ii = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     bb = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    acc = tl.zeros((BLOCK_I, BLOCK_B), dtype=tl.float32)
-    for k0 in range(0, L, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        m = tl.load(m_ptr + ii[:, None] * L + ks[None, :], mask=(ii[:, None] < L) & (ks[None, :] < L), other=0.0)
-        x = tl.load(x_ptr + base + ks[:, None] * B + bb[None, :], mask=(ks[:, None] < L) & (bb[None, :] < B), other=0.0)
-        acc += tl.dot(m, x, input_precision="ieee")
+    acc = _band_tile(x_ptr, m_ptr, base, ii, bb, L, B, BLOCK_I, BLOCK_B, BLOCK_K)
     inside = (ii[:, None] < L) & (bb[None, :] < B)
     offs = base + ii[:, None] * B + bb[None, :]
     g = tl.load(g_ptr + offs, mask=inside, other=0.0)
@@ -130,19 +133,5 @@ def point_loss_triton_forward(prediction, point_channel, num_filters, kernel_siz
     return loss, grad
 
 
-class _PointLossTriton(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, prediction, point_channel, num_filters, kernel_size):
-        loss, grad = point_loss_triton_forward(prediction, point_channel, num_filters, kernel_size)
-        ctx.save_for_backward(grad)
-        ctx.in_dtype = prediction.dtype
-        return loss.to(prediction.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (grad,) = ctx.saved_tensors
-        return (grad * grad_output).to(ctx.in_dtype), None, None, None
-
-
 def point_loss_triton(prediction, point_channel, num_filters: int = 25, kernel_size: int = 3):
-    return _PointLossTriton.apply(prediction, point_channel, num_filters, kernel_size)
+    return FusedPointLoss.apply(point_loss_triton_forward, prediction, point_channel, num_filters, kernel_size)

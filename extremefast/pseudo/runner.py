@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, ExtremefastError
+from ..errors import ExtremefastError
 from ..jsonio import read_json, write_json
 from ..metrics import dice, format_summary, summarise
+from ..nifti import ensure_output_folder
 from .extreme_points import extreme_points, simulate_clicks
 from .pseudo_label import PseudoLabelConfig, pseudo_label_from_points
 
@@ -91,15 +92,7 @@ def _worker_init(threads: int):
 def run_pseudo_labels(dataset, label: int, out_dir, config: PseudoLabelConfig, *, workers: int | None = None,
                       click_noise_mm: float = 0.0, seed: int = 0, cases=None, progress=None) -> dict:
     """Pseudo labels for ``cases`` (default: all) of ``dataset``; returns the summary."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"{out_dir}: a file is in the way of the output folder")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"{out_dir}: cannot create output folder ({exc.strerror or exc})") from None
-    if not os.access(out_dir, os.W_OK):
-        raise DataError(f"{out_dir}: output folder is not writable")
+    out_dir = ensure_output_folder(out_dir)
     cases = list(cases if cases is not None else dataset.cases)
     records: dict[str, dict] = {}
     todo = []

@@ -24,16 +24,19 @@ def ell_matvec(am, cols, vals, x):
 
 if numba is not None:
 
-    @numba.njit(parallel=True, cache=True, fastmath=False)
+    @numba.njit(cache=True, inline="always")
+    def _row(cols, vals, x, i):
+        acc = 0.0
+        for j in range(7):
+            c = cols[j, i]
+            if c >= 0:
+                acc += vals[j, i] * x[c]
+        return acc
+
+    @numba.njit(parallel=True, cache=True)
     def _ell_matvec_numba(cols, vals, x, y):
-        n = cols.shape[1]
-        for i in numba.prange(n):
-            acc = 0.0
-            for j in range(7):
-                c = cols[j, i]
-                if c >= 0:
-                    acc += vals[j, i] * x[c]
-            y[i] = acc
+        for i in numba.prange(cols.shape[1]):
+            y[i] = _row(cols, vals, x, i)
 
     _CHUNKS = 256  # work items of the fused loops; partial sums per chunk, added at the end
 
@@ -48,11 +51,7 @@ if numba is not None:
         for ch in numba.prange(chunks):
             total = 0.0
             for i in range(ch * size, min(n, (ch + 1) * size)):
-                acc = 0.0
-                for j in range(7):
-                    c = cols[j, i]
-                    if c >= 0:
-                        acc += vals[j, i] * p[c]
+                acc = _row(cols, vals, p, i)
                 ap[i] = acc
                 total += np.float64(p[i]) * acc
             partial[ch] = total

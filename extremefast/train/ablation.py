@@ -7,14 +7,15 @@ from ..errors import InputError
 from ..jsonio import write_json
 from ..metrics import format_summary
 from .config import VARIANT_NAMES, VARIANTS
-from .run import prepare_out, train
+from ..nifti import ensure_output_folder
+from .run import train
 
 
 def run_ablation(variants, out, make_config, *, data, label, organ, data_root=None, device="auto", log=print) -> str:
     for v in variants:
         if v not in VARIANTS:
             raise InputError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
-    out = prepare_out(out)
+    out = ensure_output_folder(out)
     rows = []
     rw_init = None
     for v in variants:

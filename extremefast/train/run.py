@@ -7,30 +7,18 @@ from pathlib import Path
 import torch
 
 from ..data.dataset import open_dataset, train_val_split
-from ..errors import BackendUnavailable, DataError, InputError
+from ..errors import BackendUnavailable, InputError
+from ..nifti import ensure_output_folder
 from .cases import load_cases
 from .config import TrainConfig
 from .scheme import Runtime, Scheme
-
-
-def prepare_out(out) -> Path:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: a file is in the way of the output folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"{out}: cannot create output folder ({exc.strerror or exc})") from None
-    if not os.access(out, os.W_OK):
-        raise DataError(f"{out}: output folder is not writable")
-    return out
 
 
 def train(data: str, label: int | None, organ: str | None, out, config: TrainConfig, *, data_root=None,
           device: str = "auto", resume: bool = False, log=print, progress=None, rank: int = 0,
           world_size: int = 1, synthetic_cases: int = 10) -> dict:
     """Run the scheme of ``config.variant`` on ``data`` and write the outputs in ``out``."""
-    out = prepare_out(out)
+    out = ensure_output_folder(out)
     ds = open_dataset(data, data_root=data_root, synthetic_cases=synthetic_cases, synthetic_seed=config.seed)
     if label is None and organ is None and data == "synthetic":
         organ = "spleen"
