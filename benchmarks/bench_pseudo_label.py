@@ -35,6 +35,12 @@ def skimage_pipeline(image, spacing, points, cfg, out_path, affine):
     seeds = np.zeros(crop.shape, np.int32)
     # ball(30) exhausts memory in scipy's binary_dilation on 128^3: the glue code needs the EDT too
     seeds[ndi.distance_transform_edt(~scribble) > cfg.r_background] = 1
+    if cfg.background_outside_box:
+        lo = np.floor(pts.min(axis=0)).astype(int) - 1
+        hi = np.ceil(pts.max(axis=0)).astype(int) + 2
+        inside = np.zeros(crop.shape, bool)
+        inside[tuple(slice(max(a, 0), b) for a, b in zip(lo, hi))] = True
+        seeds[~inside] = 1
     seeds[ndi.binary_dilation(scribble, ball(int(cfg.r_foreground)))] = 2
     prob = sk_rw(crop, seeds, beta=cfg.beta, return_full_prob=True)[1]
     full = paste_back(np.clip(prob, 0, 1).astype(np.float32), box)

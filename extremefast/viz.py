@@ -33,7 +33,7 @@ def save_overlay(path, image, probability, *, points=None, scribble=None, truth=
             idx[axis] = int(centre[axis])
             sl = tuple(idx)
             ax.imshow(image[sl].T, cmap="gray", origin="lower", vmin=0, vmax=1)
-            ax.imshow(np.ma.masked_less(m[sl].T, 0.01), cmap="autumn", alpha=0.45, origin="lower", vmin=0, vmax=1)
+            ax.imshow(np.ma.masked_less(m[sl].T, 0.05), cmap="autumn", alpha=0.45, origin="lower", vmin=0, vmax=1)
             if truth is not None and np.asarray(truth)[sl].any():
                 ax.contour(np.asarray(truth)[sl].T.astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
             if scribble is not None:

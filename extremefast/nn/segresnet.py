@@ -27,8 +27,8 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv3d(channels, channels, 3, padding=1, bias=False)
 
     def forward(self, x):
-        y = self.conv1(F.relu(self.norm1(x)))
-        y = self.conv2(F.relu(self.norm2(y)))
+        y = self.conv1(F.relu(self.norm1(x), inplace=True))
+        y = self.conv2(F.relu(self.norm2(y), inplace=True))
         return x + y
 
 
@@ -131,7 +131,7 @@ class SegResNet(nn.Module):
                     p = F.interpolate(points, size=skip.shape[2:], mode="trilinear", align_corners=False)
                 skip = self.gates[i](skip, x, p)
             x = layer(x + skip)
-        return self.conv_final(F.relu(self.norm_final(x)))
+        return self.conv_final(F.relu(self.norm_final(x), inplace=True))
 
     def forward_logits(self, x):
         if x.dim() != 5 or x.shape[1] != self.in_channels:
