@@ -17,7 +17,7 @@ from rich.console import Console
 from extremefast import __version__
 from extremefast.errors import ExtremefastError
 
-app = typer.Typer(name="extremefast", no_args_is_help=True, add_completion=False,
+app = typer.Typer(name="extremefast", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Weakly supervised 3D segmentation from six extreme-point clicks, fast.")
 data_app = typer.Typer(no_args_is_help=True, help="Create, inspect and validate data sets.")
 app.add_typer(data_app, name="data")
@@ -226,19 +226,15 @@ def ablation(
 
 
 def main(argv=None) -> int:
-    import click
-
+    """Run the command line; returns the exit code (0, 1 for known errors, 2 for usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in argv or os.environ.get("EXTREMEFAST_DEBUG", "") not in ("", "0")
-    command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="extremefast", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+        app(args=argv, prog_name="extremefast")
+    except SystemExit as exc:  # the command line's own exit (success, --help, usage errors)
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except KeyboardInterrupt:
         err_console.print("extremefast: interrupted")
         return 130
     except ExtremefastError as exc:
@@ -253,7 +249,7 @@ def main(argv=None) -> int:
         err_console.print(f"extremefast: error: {where}{exc.strerror or exc}", highlight=False, markup=False,
                           soft_wrap=True)
         return 1
-    return result if isinstance(result, int) else 0
+    return 0
 
 
 def entry() -> None:
