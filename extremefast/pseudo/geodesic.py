@@ -109,38 +109,46 @@ if numba is not None:
 
     @numba.njit(cache=True, nogil=True, inline="always")
     def _heap_push(keys, vals, size, key, val):
+        """Push onto a 4-ary min-heap (moving a hole up instead of swapping)."""
         i = size
+        while i > 0:
+            parent = (i - 1) >> 2
+            if keys[parent] <= key:
+                break
+            keys[i] = keys[parent]
+            vals[i] = vals[parent]
+            i = parent
         keys[i] = key
         vals[i] = val
-        while i > 0:
-            parent = (i - 1) >> 1
-            if keys[parent] <= keys[i]:
-                break
-            keys[parent], keys[i] = keys[i], keys[parent]
-            vals[parent], vals[i] = vals[i], vals[parent]
-            i = parent
         return size + 1
 
     @numba.njit(cache=True, nogil=True, inline="always")
     def _heap_pop(keys, vals, size):
+        """Pop the minimum of the 4-ary heap; returns (key, value, new size)."""
         key = keys[0]
         val = vals[0]
         size -= 1
-        keys[0] = keys[size]
-        vals[0] = vals[size]
+        last_key = keys[size]
+        last_val = vals[size]
         i = 0
         while True:
-            left = 2 * i + 1
-            if left >= size:
+            first = 4 * i + 1
+            if first >= size:
                 break
-            child = left
-            if left + 1 < size and keys[left + 1] < keys[left]:
-                child = left + 1
-            if keys[i] <= keys[child]:
+            best = first
+            best_key = keys[first]
+            end = min(first + 4, size)
+            for c in range(first + 1, end):
+                if keys[c] < best_key:
+                    best = c
+                    best_key = keys[c]
+            if last_key <= best_key:
                 break
-            keys[child], keys[i] = keys[i], keys[child]
-            vals[child], vals[i] = vals[i], vals[child]
-            i = child
+            keys[i] = best_key
+            vals[i] = vals[best]
+            i = best
+        keys[i] = last_key
+        vals[i] = last_val
         return key, val, size
 
     @numba.njit(cache=True, nogil=True)
