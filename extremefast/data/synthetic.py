@@ -170,9 +170,13 @@ def write_synthetic_dataset(out, cases: int = 12, seed: int = 0, shape=DEFAULT_S
         "extremefast": {"seed": seed, "shape": list(shape), "spacing": list(spacing), "schema": CACHE_SCHEMA},
     }
     (tmp / "dataset.json").write_text(json.dumps(meta, indent=1))
-    if out.exists():
-        out.rmdir()
-    os.replace(tmp, out)
+    try:
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{out}: could not move the finished data set into place ({exc.strerror or exc})") from None
     return out
 
 

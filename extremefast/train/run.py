@@ -94,6 +94,9 @@ def train_distributed(world_size: int, **kwargs) -> dict:
             return train(rank=rank, world_size=ws, **kwargs)
         finally:
             dist.destroy_process_group()
+    # open (and, for phantoms, write) the data once here rather than racing in every rank
+    open_dataset(kwargs["data"], data_root=kwargs.get("data_root"), synthetic_cases=kwargs.get("synthetic_cases", 10),
+                 synthetic_seed=kwargs["config"].seed)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
