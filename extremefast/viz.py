@@ -58,6 +58,7 @@ def save_curves(path, rounds: list[int], curves: dict[str, list[float]], ylabel:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, values in curves.items():
         ax.plot(rounds[: len(values)], values, marker="o", label=name)
+    ax.set_xticks(rounds)
     ax.set_xlabel("round")
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
