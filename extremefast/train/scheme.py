@@ -93,6 +93,7 @@ class Scheme:
                       "best_round": 0, "best_model": None, "since_best": 0}
         self._resume = resume
         self._tensors = {}
+        self.kept_previous = 0  # cases whose pseudo label a refresh left unchanged (empty prediction)
 
     # ------------------------------------------------------------------ data on device
     def _case_tensor(self, case: CaseData) -> torch.Tensor:
@@ -217,6 +218,11 @@ class Scheme:
         """
         cfg = self.config
         p, box, _ = self.predict_crop(case)
+        if not (p >= 0.5).any():
+            # an empty prediction (an under-trained network whose soft Dice optimum stays below
+            # 0.5) would erase the organ from every later round: keep the current label instead
+            self.kept_previous += 1
+            return case.pseudo
         prob = paste_back(p.astype(np.float32), box, order=1)
         if not cfg.switches["rw_regularise"]:
             return prob
@@ -307,6 +313,7 @@ class Scheme:
             # the next round's pseudo labels (sharded over ranks; each writes its share)
             if not cfg.switches["full"]:
                 mine = self.train_cases[rt.rank::rt.world_size]
+                self.kept_previous = 0
                 fresh = {case.name: self.regularise(case) for case in mine}
                 for case in self.train_cases:
                     case.pseudo = fresh.get(case.name)
@@ -317,7 +324,8 @@ class Scheme:
             pl_dice = summarise(dice(c.mask.astype(np.float32) if cfg.switches["full"] else c.pseudo, c.mask)
                                 for c in self.train_cases)
             row = {"round": rnd, "pseudo_label_dice": pl_dice, "val_dice": val,
-                   "selection_dice": self.state["best_select"], "seconds": time.perf_counter() - t_round}
+                   "selection_dice": self.state["best_select"], "kept_previous_labels": self.kept_previous,
+                   "seconds": time.perf_counter() - t_round}
             self.rows.append(row)
             if val["mean"] > self.state["best_val"]:
                 self.state.update(best_val=val["mean"], best_round=rnd, since_best=0,
