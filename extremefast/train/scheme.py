@@ -201,12 +201,17 @@ class Scheme:
         return p.cpu().numpy(), box, x[0].cpu().numpy()
 
     def selection_score(self) -> float:
-        """Dice against the pseudo labels of the held-back training cases (no real mask)."""
+        """Dice against the pseudo labels of the held-back training cases (no real mask).
+
+        The soft Dice (1e-3 weight) breaks ties, so that while every prediction is still
+        below 0.5 (hard Dice 0) the better-trained epoch is kept rather than the first.
+        """
         scores = []
         for case in self.held_back:
             p, box, _ = self.predict_crop(case)
             target = crop_volumes(self._case_tensor(case), box)[1].cpu().numpy()
-            scores.append(dice(p, target))
+            soft = 2.0 * float((p * target).sum()) / (float((p * p).sum() + (target * target).sum()) + 1e-6)
+            scores.append(dice(p, target) + 1e-3 * soft)
         return float(np.mean(scores))
 
     def regularise(self, case: CaseData) -> np.ndarray:
