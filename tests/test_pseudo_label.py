@@ -207,3 +207,17 @@ def test_pseudo_label_on_shared_ct_spleen_touching_border(shared_data):
     assert pts[:, 2].min() == 0 or pts[:, 2].max() == mask.shape[2] - 1  # on the border slice
     pl = pseudo_label_from_points(image.array, image.spacing, pts, get_preset("default"))
     assert dice(pl.in_image_space(), mask) > 0.5
+
+
+@pytest.mark.parametrize("size", [(16, 12, 20), (33, 7, 9)])
+def test_device_crop_matches_numpy_crop(rng, size):
+    """The training crops (torch grid_sample on the model's device) equal crop_resample."""
+    import torch
+
+    from extremefast.train.crops import crop_volumes
+
+    vol = rng.random((40, 33, 21)).astype(np.float32)
+    box = roi_box(np.array([[5, 5, 3], [30, 20, 15]]), (1.0, 1.0, 2.0), vol.shape, 3, size)
+    expected = crop_resample(vol, box, order=1)
+    got = crop_volumes(torch.from_numpy(vol)[None], box)[0].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
