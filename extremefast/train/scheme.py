@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,12 +63,10 @@ def network_input(case_tensor: torch.Tensor, box: Box, points: np.ndarray, confi
     """(C, S, S, S) input crop (image[, point channel]) and the crop of the other volumes."""
     crops = crop_volumes(case_tensor, box)
     image = crops[:1]
-    if config.in_channels == 2:
-        pts = torch.as_tensor(box.to_crop(points), dtype=torch.float32, device=case_tensor.device)
-        pc = point_channel_torch(pts, box.size, config.point_sigma)[None]
-        return torch.cat([image, pc], 0), crops[1:], pc
     pts = torch.as_tensor(box.to_crop(points), dtype=torch.float32, device=case_tensor.device)
-    return image, crops[1:], point_channel_torch(pts, box.size, config.point_sigma)[None]
+    pc = point_channel_torch(pts, box.size, config.point_sigma)[None]  # also feeds the point loss
+    x = torch.cat([image, pc], 0) if config.in_channels == 2 else image
+    return x, crops[1:], pc
 
 
 class Scheme:
