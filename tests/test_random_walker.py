@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy.sparse.linalg import spsolve
 from skimage.segmentation import random_walker as sk_random_walker
 
 from extremefast import random_walker
@@ -152,3 +153,38 @@ def test_gpu_random_walker_matches_cpu(rng):
     np.testing.assert_allclose(gpu, cpu, atol=1e-3)
     np.testing.assert_array_equal(random_walker(data, labels, beta=30, device="cuda", tol=1e-6),
                                   random_walker(data, labels, beta=30, device="cpu", tol=1e-6))
+
+
+@pytest.mark.parametrize("shape", [(19, 14, 11), (40, 29, 21)])
+def test_multigrid_v_cycle_matches_plain_reference(rng, shape):
+    from extremefast.random_walker._multigrid import MultigridPreconditioner
+    from extremefast.random_walker._multigrid_ref import build_hierarchy, v_cycle
+
+    am = array_module("cpu")
+    data, labels = _problem(rng, shape)
+    w = edge_weights(am, data[..., None].astype(np.float64), np.ones(3), 130.0)
+    A, rhs, unknown = build_unknown_system(am, w, labels, 2, dtype=np.float64)
+    M = MultigridPreconditioner(A)
+    levels = build_hierarchy(A.tocsr(), unknown)
+    assert len(levels) == len(M.levels) + 1
+    assert len(M.levels) >= (2 if shape[0] > 20 else 1)
+    r = rng.normal(size=A.shape[0])
+    np.testing.assert_allclose(M(r), v_cycle(levels, r), rtol=1e-9, atol=1e-12)
+    # symmetric, so a valid CG preconditioner: u . M v == v . M u
+    v = rng.normal(size=A.shape[0])
+    assert np.dot(r, M(v)) == pytest.approx(np.dot(v, M(r)), rel=1e-9)
+
+
+def test_multigrid_cg_matches_direct_solve(rng):
+    from extremefast.random_walker._multigrid import multigrid_cg
+
+    am = array_module("cpu")
+    data, labels = _problem(rng, (21, 18, 13))
+    w = edge_weights(am, data[..., None].astype(np.float64), np.ones(3), 130.0)
+    A, rhs, _ = build_unknown_system(am, w, labels, 2, dtype=np.float64)
+    x, info = multigrid_cg(A, rhs[:, 0], tol=1e-10)
+    assert info == 0
+    np.testing.assert_allclose(x, spsolve(A.tocsr().tocsc(), rhs[:, 0]), atol=1e-7)
+    prob = random_walker(data, labels, mode="gmg", tol=1e-6, return_full_prob=True)
+    ref = sk_random_walker(data, labels, mode="bf", return_full_prob=True)
+    np.testing.assert_allclose(prob, ref, atol=1e-4)

@@ -90,23 +90,27 @@ def build_unknown_system(am, weights, labels, nlabels, active=None, dtype=np.flo
             for k in range(nlabels):
                 rhs[:, k] += w * (nb_lab == k + 1)
             xp.negative(w, out=w)
-    A = StencilMatrix(am, cols, vals)
     unknown = (lab_p == 0)[1:-1, 1:-1, 1:-1]
+    A = StencilMatrix(am, cols, vals, unknown=unknown, coupling=rhs.sum(axis=1))
     return A, rhs, unknown
 
 
 class StencilMatrix:
     """The unknowns' block in a 7-column ELL layout: ``cols``/``vals`` of shape (7, n).
 
-    Column -1 marks a missing neighbour. ``A @ x`` runs a compiled kernel (Numba on the
+    Column -1 marks a missing neighbour. ``unknown`` (the grid mask of the rows, in grid
+    order) and ``coupling`` (each row's total edge weight to seeds) give the grid layout
+    that geometric multigrid needs. ``A @ x`` runs a compiled kernel (Numba on the
     CPU, a CUDA kernel through CuPy on a GPU); :meth:`tocsr` gives the same matrix in CSR
     form for pyamg and direct solvers.
     """
 
-    def __init__(self, am, cols, vals):
+    def __init__(self, am, cols, vals, unknown=None, coupling=None):
         self.am = am
         self.cols = cols
         self.vals = vals
+        self.unknown = unknown
+        self.coupling = coupling
         self.shape = (int(cols.shape[1]), int(cols.shape[1]))
         self.dtype = vals.dtype
         self._csr = None
@@ -120,7 +124,8 @@ class StencilMatrix:
         return ell_matvec(self.am, self.cols, self.vals, x)
 
     def astype(self, dtype):
-        return StencilMatrix(self.am, self.cols, self.vals.astype(dtype))
+        coupling = None if self.coupling is None else self.coupling.astype(dtype)
+        return StencilMatrix(self.am, self.cols, self.vals.astype(dtype), self.unknown, coupling)
 
     def tocsr(self):
         if self._csr is None:
