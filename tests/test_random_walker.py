@@ -188,3 +188,14 @@ def test_multigrid_cg_matches_direct_solve(rng):
     prob = random_walker(data, labels, mode="gmg", tol=1e-6, return_full_prob=True)
     ref = sk_random_walker(data, labels, mode="bf", return_full_prob=True)
     np.testing.assert_allclose(prob, ref, atol=1e-4)
+
+
+def test_compact_stencil_matvec_matches_csr(rng):
+    from extremefast.random_walker._kernels import CompactStencil
+
+    am = array_module("cpu")
+    data, labels = _problem(rng, (17, 12, 9), negative=True)
+    w = edge_weights(am, data[..., None].astype(np.float64), np.ones(3), 130.0)
+    A, _, _ = build_unknown_system(am, w, np.where(labels < 0, -1, labels), 2, dtype=np.float64)
+    x = rng.normal(size=A.shape[0])
+    np.testing.assert_allclose(CompactStencil(A) @ x, A.tocsr() @ x, rtol=1e-12, atol=1e-12)

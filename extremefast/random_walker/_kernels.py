@@ -139,7 +139,7 @@ class CompactStencil:
     forward weights only (0 where that neighbour is not unknown), and ``D[i]`` the index
     offsets of the -axis0, -axis1, +axis1 and +axis0 neighbours (0 where none). A backward
     weight is the neighbour row's forward weight. That is 24 bytes a row instead of the ELL
-    form's 56, and the solve is bound by memory traffic.
+    form's 56; the multigrid smoother and the coarse-level construction read it.
     """
 
     def __init__(self, A):
@@ -164,15 +164,16 @@ class CompactStencil:
 
 
 def jacobi_cg_numba(A, b, x0=None, *, tol=1e-3, maxiter=None):
-    """Jacobi-preconditioned CG on a :class:`StencilMatrix`, three fused passes per iteration
-    over the matrix in :class:`CompactStencil` form."""
+    """Jacobi-preconditioned CG on a :class:`StencilMatrix`, three fused passes per iteration.
+
+    The ELL form is used as it is: its mat-vec measured 1.5 ms at 128^3 against 1.6 ms for
+    the :class:`CompactStencil` form (gathers, not memory traffic, bound it on this CPU)."""
     n = b.shape[0]
     maxiter = int(maxiter or 10 * n)
     dtype = A.vals.dtype
-    C = CompactStencil(A)
     b = np.ascontiguousarray(b, dtype=dtype)
     x = np.zeros(n, dtype=dtype) if x0 is None else np.array(x0, dtype=dtype)
-    r = b - C @ x if x0 is not None else b.copy()
+    r = b - A @ x if x0 is not None else b.copy()
     bnorm = float(np.linalg.norm(b.astype(np.float64)))
     if bnorm == 0.0:
         return np.zeros(n, dtype=dtype), 0
@@ -185,7 +186,7 @@ def jacobi_cg_numba(A, b, x0=None, *, tol=1e-3, maxiter=None):
     if float(np.dot(r.astype(np.float64), r)) <= threshold2:
         return x, 0
     for it in range(1, maxiter + 1):
-        pap = C.matvec_dot(p, ap)
+        pap = _matvec_dot(A.cols, A.vals, p, ap)
         alpha = rz / pap
         rz_new, rr = _update(x, r, p, ap, inv_diag, dtype.type(alpha), z)
         if rr <= threshold2:

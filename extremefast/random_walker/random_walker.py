@@ -248,7 +248,7 @@ def _solve(am, A, rhs, tol, mode, x0=None):
     if mode == "gmg" and am.device == "cuda":
         raise InputError("mode 'gmg' runs on the CPU only for now; use mode='cg_j' (the default) on a GPU")
     if mode in ("amg", "cg_mg") and am.device == "cuda":
-        raise InputError(f"mode {mode!r} (pyamg) runs on the CPU only; use mode='cg_j' or 'gmg' on a GPU")
+        raise InputError(f"mode {mode!r} (pyamg) runs on the CPU only; use mode='cg_j' (the default) on a GPU")
     if mode in ("amg", "cg_mg") and not has_module("pyamg"):
         raise InputError(f"mode {mode!r} needs pyamg (pip install pyamg)")
     out = xp.zeros(rhs.shape, dtype=np.float64)
