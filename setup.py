@@ -13,6 +13,7 @@ PACKAGES = [
     "extremefast",
     "extremefast.cli",
     "extremefast.data",
+    "extremefast.predict",
     "extremefast.pseudo",
     "extremefast.random_walker",
     "extremefast.nn",

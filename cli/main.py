@@ -225,6 +225,74 @@ def ablation(
     console.print(table)
 
 
+@app.command()
+def predict(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="model.pt written by `extremefast train`.")],
+    image: Annotated[Path, typer.Option("--image", help="A NIfTI image, or a folder of them (folder mode).")],
+    points: Annotated[Path, typer.Option("--points", help="Its six clicks (voxel/RAS/LPS JSON or Slicer .mrk.json), "
+                                                          "or a folder holding <image name>.json / .mrk.json.")],
+    out: Annotated[Path, typer.Option("--out", help="Output NIfTI file, or a folder in folder mode.")],
+    refine: Annotated[bool, typer.Option("--refine", help="Regularise with the random walker on the uncertainty band.")] = False,
+    probabilities: Annotated[bool, typer.Option("--probabilities", help="Write float probabilities instead of a 0/1 mask.")] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+):
+    """Segment new scans from six clicks; the result has the image's shape and affine."""
+    from rich.progress import track
+
+    from extremefast.predict import Predictor, predict_file
+    from extremefast.predict.cli_support import plan_predictions
+
+    jobs = plan_predictions(image, points, out)
+    predictor = Predictor.from_checkpoint(checkpoint, device)
+    for img, pts, dst in (track(jobs, description="predict", console=err_console) if len(jobs) > 1 else jobs):
+        predict_file(predictor, img, pts, dst, refine=refine, probabilities=probabilities)
+        console.print(f"{img.name} -> {dst}", highlight=False)
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Option("--pred", help="Folder of predictions named <case>.nii.gz.")],
+    data: DataOpt,
+    label: LabelOpt = None,
+    organ: OrganOpt = None,
+    data_root: DataRootOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="JSON file to write (default: PRED/evaluation.json).")] = None,
+):
+    """Dice, 95% Hausdorff distance (mm) and volume difference per case and summarised."""
+    from extremefast.data import open_dataset
+    from extremefast.jsonio import write_json
+    from extremefast.predict.evaluate import check_label, evaluate as run_evaluate, format_table
+
+    ds = open_dataset(data, data_root=data_root)
+    result = run_evaluate(pred, ds, check_label(ds, label, organ))
+    console.print(format_table(result), highlight=False)
+    dst = out or pred / "evaluation.json"
+    write_json(dst, result)
+    console.print(f"wrote {dst}")
+
+
+@app.command()
+def points(
+    labels: Annotated[Path, typer.Option("--labels", help="A label map (NIfTI) holding the organ.")],
+    label: Annotated[int, typer.Option("--label", help="The organ's label value.")],
+    out: Annotated[Path, typer.Option("--out", help="The points file to write.")],
+    space: Annotated[str, typer.Option("--space", help="voxel, RAS or LPS.")] = "RAS",
+    slicer: Annotated[bool, typer.Option("--slicer", help="Write a 3D Slicer markups file (.mrk.json).")] = False,
+):
+    """Write a mask's six extreme points as a points file (to try `predict` on labelled scans)."""
+    from extremefast.errors import InputError
+    from extremefast.nifti import load_nifti
+    from extremefast.predict import write_points
+    from extremefast.pseudo import extreme_points
+
+    volume = load_nifti(labels, dtype=None)
+    mask = volume.array == label
+    if not mask.any():
+        raise InputError(f"{labels}: label {label} is absent")
+    write_points(out, extreme_points(mask), volume.affine, space, slicer=slicer)
+    console.print(f"wrote {out}")
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit code (0, 1 for known errors, 2 for usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)

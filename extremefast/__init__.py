@@ -10,8 +10,12 @@ def __getattr__(name):
         from .losses import point_loss
 
         return point_loss
+    if name == "annotate":
+        from .predict import annotate
+
+        return annotate
     raise AttributeError(f"module 'extremefast' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "random_walker", "point_loss", "ExtremefastError", "InputError",
+__all__ = ["__version__", "random_walker", "point_loss", "annotate", "ExtremefastError", "InputError",
            "DataError", "BackendUnavailable"]

@@ -83,6 +83,13 @@ class TrainConfig:
         return VARIANTS[self.variant]
 
     @property
+    def refine_beta(self) -> float:
+        """The random walker's beta for regularisation and refinement."""
+        from ..pseudo.pseudo_label import get_preset
+
+        return self.rw_beta or get_preset(self.pseudo_preset).beta
+
+    @property
     def in_channels(self) -> int:
         return 2 if self.switches["point_channel"] else 1
 

@@ -26,6 +26,9 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
     train_cases, val_cases = train_val_split(ds, config.n_val, seed=config.seed)
     if config.max_cases is not None:
         train_cases = train_cases[: config.max_cases]
+    if ds.modality.upper() != "CT" and config.window is not None:
+        # HU windows mean nothing for MR: percentiles normalise, and the checkpoint says so
+        config = config.with_(window=None)
     window = config.window
     train_data = load_cases(ds, train_cases, value, window)
     val_data = load_cases(ds, val_cases, value, window)

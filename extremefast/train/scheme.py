@@ -26,9 +26,9 @@ from ..losses import point_loss
 from ..losses.dice import dice_loss
 from ..metrics import dice, summarise
 from ..nn import SegResNet
-from ..pseudo.pseudo_label import get_preset, rw_probability
+from ..pseudo.pseudo_label import get_preset
+from ..pseudo.refine import refine_probability
 from ..pseudo.roi import Box, crop_resample, paste_back, roi_box
-from ..pseudo.seeds import uncertainty_seeds
 from .cases import CaseData
 from .config import TrainConfig
 from .crops import crop_volumes, jitter_points, point_channel_torch
@@ -229,14 +229,8 @@ class Scheme:
         prob = paste_back(p.astype(np.float32), box, order=1)
         if not cfg.switches["rw_regularise"]:
             return prob
-        rw_box = roi_box(case.points, case.spacing, case.image.shape, cfg.pad_mm, (cfg.rw_crop_size,) * 3)
-        p_rw = crop_resample(prob, rw_box, order=1)
-        seeds = uncertainty_seeds(p_rw, cfg.rw_radius)
-        if not ((seeds == 0).any() and (seeds == 1).any() and (seeds == 2).any()):
-            return prob
-        beta = cfg.rw_beta or get_preset(cfg.pseudo_preset).beta
-        image = crop_resample(case.image, rw_box, order=1)
-        return paste_back(rw_probability(image, seeds, beta), rw_box, order=1)
+        return refine_probability(prob, case.image, case.points, case.spacing, pad_mm=cfg.pad_mm,
+                                  crop_size=cfg.rw_crop_size, radius=cfg.rw_radius, beta=cfg.refine_beta)
 
     def validate(self) -> dict:
         scores = []

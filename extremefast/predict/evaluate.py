@@ -1,0 +1,78 @@
+"""Score predicted masks against a data set's real masks: Dice, HD95, volume difference."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, InputError
+from ..metrics import dice, format_summary, hausdorff95, summarise, volume_difference
+
+METRICS = ("dice", "hd95_mm", "volume_diff_ml", "volume_diff_percent")
+
+
+def evaluate(pred_dir, dataset, label: int) -> dict:
+    """Per-case and summarised metrics of ``pred_dir/<case>.nii.gz`` against ``dataset``.
+
+    Cases of the data set with a prediction file are scored (the file must have the
+    label map's shape and affine); a prediction whose case is unknown is an error, so a
+    misnamed folder is not silently scored as empty. HD95 is NaN (and left out of its
+    summary) where a mask is empty.
+    """
+    from ..nifti import load_nifti
+
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise DataError(f"{pred_dir}: prediction folder not found")
+    files = {_stem(p): p for p in sorted(pred_dir.iterdir()) if p.name.endswith((".nii", ".nii.gz"))
+             and not p.name.startswith(".")}
+    if not files:
+        raise DataError(f"{pred_dir}: no .nii.gz predictions")
+    known = {c.name: c for c in dataset.cases}
+    unknown = sorted(set(files) - set(known))
+    if unknown:
+        raise DataError(f"{pred_dir}: predictions for cases not in the data set: {', '.join(unknown[:5])}")
+    rows = []
+    for name, path in files.items():
+        _, labels = dataset.load_case(known[name])
+        pred = load_nifti(path, dtype=None)
+        if pred.shape != labels.shape:
+            raise DataError(f"{path}: shape {pred.shape} differs from the label map's {labels.shape}")
+        if not np.allclose(pred.affine, labels.affine, atol=1e-3):
+            raise DataError(f"{path}: affine differs from the label map's (not on the same grid)")
+        truth = labels.array == label
+        p = pred.array
+        p = p >= 0.5 if p.dtype.kind == "f" else p > 0
+        spacing = labels.spacing
+        dv, dv_pct = volume_difference(p, truth, spacing)
+        rows.append({"case": name, "dice": dice(p, truth), "hd95_mm": hausdorff95(p, truth, spacing),
+                     "volume_diff_ml": dv, "volume_diff_percent": dv_pct})
+    summary = {m: summarise([r[m] for r in rows if np.isfinite(r[m])]) for m in METRICS}
+    return {"label": int(label), "cases": rows, **summary}
+
+
+def format_table(result: dict) -> str:
+    lines = ["| case | Dice | HD95 (mm) | volume diff (ml) | volume diff (%) |", "|---|---|---|---|---|"]
+    for r in result["cases"]:
+        lines.append(f"| {r['case']} | {r['dice']:.3f} | {r['hd95_mm']:.1f} | {r['volume_diff_ml']:.1f} | "
+                     f"{r['volume_diff_percent']:.1f} |")
+    lines.append(f"| mean±std (median) | {format_summary(result['dice'])} | {_fmt(result['hd95_mm'])} | "
+                 f"{_fmt(result['volume_diff_ml'])} | {_fmt(result['volume_diff_percent'])} |")
+    return "\n".join(lines)
+
+
+def _fmt(s: dict) -> str:
+    return f"{s['mean']:.1f}±{s['std']:.1f} ({s['median']:.1f})"
+
+
+def _stem(path: Path) -> str:
+    for suffix in (".nii.gz", ".nii"):
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.stem
+
+
+def check_label(dataset, label, organ) -> int:
+    if label is None and organ is None:
+        raise InputError("give --label N or --organ NAME")
+    return dataset.resolve_label(label, organ)

@@ -1,0 +1,138 @@
+"""Six clicks from files annotators produce, as voxel coordinates of a given image.
+
+Forms read by :func:`read_points`:
+
+* ``{"space": "voxel", "points": [[i, j, k], ...]}`` -- voxel indices of the image array;
+* ``{"space": "RAS" | "LPS", "points": [[x, y, z], ...]}`` -- world coordinates in mm;
+* a 3D Slicer markups file (``*.mrk.json``): the control points of its first markup, in
+  the ``coordinateSystem`` it declares (``LPS`` when absent, Slicer's file default).
+
+World coordinates map to voxels through the inverse of the image's affine (NIfTI affines
+are RAS; LPS flips the first two axes). Every error is one line naming the file.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, InputError
+from ..pseudo.extreme_points import check_points
+
+SPACES = ("voxel", "RAS", "LPS")
+_LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
+
+
+def world_to_voxel(points, affine, space: str = "RAS") -> np.ndarray:
+    """World coordinates (mm, ``space`` RAS or LPS) -> continuous voxel coordinates."""
+    pts = np.asarray(points, dtype=np.float64)
+    if space == "LPS":
+        pts = pts * _LPS_TO_RAS
+    homog = np.c_[pts, np.ones(len(pts))]
+    return (np.linalg.inv(np.asarray(affine, dtype=np.float64)) @ homog.T).T[:, :3]
+
+
+def voxel_to_world(points, affine, space: str = "RAS") -> np.ndarray:
+    """Voxel coordinates -> world coordinates in mm (``space`` RAS or LPS)."""
+    pts = np.asarray(points, dtype=np.float64)
+    world = (np.asarray(affine, dtype=np.float64) @ np.c_[pts, np.ones(len(pts))].T).T[:, :3]
+    return world * _LPS_TO_RAS if space == "LPS" else world
+
+
+def read_points(path, affine, shape) -> np.ndarray:
+    """The six clicks of a points file as (6, 3) int64 voxel indices of an image of
+    ``shape`` with ``affine``; a one-line error for anything malformed or outside."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: points file not found")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a readable JSON points file ({type(exc).__name__})") from None
+    try:
+        raw, space = _parse(doc)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    voxel = raw if space == "voxel" else world_to_voxel(raw, affine, space)
+    try:
+        return check_points(voxel, shape)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def _parse(doc) -> tuple[np.ndarray, str]:
+    if isinstance(doc, dict) and "markups" in doc:
+        return _parse_slicer(doc)
+    if not isinstance(doc, dict) or "points" not in doc or "space" not in doc:
+        raise InputError('expected {"space": "voxel"|"RAS"|"LPS", "points": [[x, y, z], ...]} '
+                         'or a 3D Slicer .mrk.json file')
+    space = str(doc["space"])
+    canonical = {s.lower(): s for s in SPACES}
+    if space.lower() not in canonical:
+        raise InputError(f"unknown coordinate space {space!r}; use one of {', '.join(SPACES)}")
+    return _as_points(doc["points"]), canonical[space.lower()]
+
+
+def _parse_slicer(doc) -> tuple[np.ndarray, str]:
+    markups = doc.get("markups")
+    if not isinstance(markups, list) or not markups or not isinstance(markups[0], dict):
+        raise InputError("Slicer markups file holds no markup")
+    markup = markups[0]
+    system = str(markup.get("coordinateSystem", "LPS")).upper()
+    if system not in ("LPS", "RAS"):
+        raise InputError(f"unknown Slicer coordinateSystem {system!r}; expected LPS or RAS")
+    units = str(markup.get("coordinateUnits", "mm"))
+    if units != "mm":
+        raise InputError(f"Slicer coordinateUnits {units!r} is not supported; expected mm")
+    control = markup.get("controlPoints")
+    if not isinstance(control, list):
+        raise InputError("Slicer markup has no controlPoints list")
+    try:
+        positions = [cp["position"] for cp in control]
+    except (TypeError, KeyError):
+        raise InputError("a Slicer control point has no position") from None
+    return _as_points(positions), system
+
+
+def _as_points(values) -> np.ndarray:
+    try:
+        pts = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError("points must be numbers, six rows of three") from None
+    if pts.shape != (6, 3):
+        raise InputError(f"expected six 3D points (6, 3), got shape {pts.shape}")
+    if not np.all(np.isfinite(pts)):
+        raise InputError("points hold NaN or Inf")
+    return pts
+
+
+def write_points(path, points, affine=None, space: str = "voxel", *, slicer: bool = False) -> Path:
+    """Write six voxel points as a points file in ``space`` (a Slicer markups file with
+    ``slicer=True``; its coordinate system is then ``space``, RAS or LPS)."""
+    path = Path(path)
+    pts = np.asarray(points, dtype=np.float64)
+    if space not in SPACES:
+        raise InputError(f"unknown coordinate space {space!r}; use one of {', '.join(SPACES)}")
+    if space != "voxel":
+        if affine is None:
+            raise InputError(f"writing {space} points needs the image's affine")
+        pts = voxel_to_world(pts, affine, space)
+    if slicer:
+        if space == "voxel":
+            raise InputError("Slicer markups files hold world coordinates: use space RAS or LPS")
+        doc = {"@schema": "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
+                          "Resources/Schema/markups-schema-v1.0.3.json#",
+               "markups": [{"type": "Fiducial", "coordinateSystem": space, "coordinateUnits": "mm",
+                            "controlPoints": [{"id": str(i + 1), "label": f"E-{i + 1}", "position": p.tolist()}
+                                              for i, p in enumerate(pts)]}]}
+    else:
+        doc = {"space": space, "points": pts.tolist()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"{path}: could not write points ({exc.strerror or exc})") from None
+    return path

@@ -1,0 +1,114 @@
+"""Annotate a scan from six clicks with a trained model, in the original image space."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..pseudo.extreme_points import check_points
+from ..pseudo.pseudo_label import normalise_intensity
+from ..pseudo.refine import refine_probability
+from ..pseudo.roi import paste_back, roi_box
+from ..train.config import TrainConfig
+from ..train.scheme import build_model, load_checkpoint, network_input
+
+
+@dataclass
+class Predictor:
+    """A trained model and what its predictions need (from a ``model.pt`` checkpoint)."""
+
+    model: torch.nn.Module
+    config: TrainConfig
+    device: torch.device
+
+    @classmethod
+    def from_checkpoint(cls, path, device: str = "cpu") -> "Predictor":
+        """Load ``path`` (``model.pt`` or ``state.pt`` of a training run); a checkpoint from an
+        incompatible version, a truncated or a foreign file is refused with one line."""
+        from ..train.run import resolve_torch_device
+
+        ckpt = load_checkpoint(path)
+        config = TrainConfig.from_dict(ckpt["config"])
+        model = build_model(config)
+        try:
+            model.load_state_dict(ckpt["model"])
+        except (KeyError, RuntimeError, TypeError) as exc:
+            raise InputError(f"{path}: the weights do not fit the network its configuration describes "
+                             f"({type(exc).__name__})") from None
+        dev = resolve_torch_device(device)
+        return cls(model.to(dev).eval(), config, dev)
+
+    def predict(self, image, points, *, affine=None, spacing=None, refine: bool = False) -> np.ndarray:
+        """Probability of the organ on the grid of ``image`` (float32, same shape).
+
+        ``image``: 3D array of raw intensities (HU for CT), normalised as in training.
+        ``points``: the six clicks, voxel indices (6, 3). ``spacing`` (mm per axis), or
+        ``affine`` from which it is taken. ``refine`` regularises the prediction with the
+        random walker on its uncertainty band, as the training rounds do.
+        """
+        image = np.asarray(image)
+        if image.ndim != 3:
+            raise InputError(f"image must be 3D, got shape {image.shape}")
+        if not np.issubdtype(image.dtype, np.number) or np.issubdtype(image.dtype, np.complexfloating):
+            raise InputError(f"image must hold real numbers, got dtype {image.dtype}")
+        if not np.all(np.isfinite(image)):
+            raise InputError("image holds NaN or Inf voxels")
+        spacing = _spacing(affine, spacing)
+        pts = check_points(points, image.shape)
+        cfg = self.config
+        norm = normalise_intensity(image, cfg.window)
+        box = roi_box(pts, spacing, image.shape, cfg.pad_mm, (cfg.crop_size,) * 3)
+        volume = torch.from_numpy(norm[None]).to(self.device)
+        x, _, _ = network_input(volume, box, pts, cfg)
+        with torch.no_grad():
+            p = self.model(x[None])[0, 0].float().cpu().numpy()
+        prob = paste_back(p, box, order=1)
+        if refine:
+            prob = refine_probability(prob, norm, pts, spacing, pad_mm=cfg.pad_mm, crop_size=cfg.rw_crop_size,
+                                      radius=cfg.rw_radius, beta=cfg.refine_beta)
+        return np.clip(prob, 0.0, 1.0).astype(np.float32)
+
+
+def _spacing(affine, spacing) -> np.ndarray:
+    from ..nifti import voxel_spacing
+
+    if spacing is None and affine is None:
+        raise InputError("give the image's affine or its spacing")
+    if spacing is None:
+        affine = np.asarray(affine, dtype=np.float64)
+        if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+            raise InputError(f"affine must be a finite 4x4 matrix, got shape {affine.shape}")
+        spacing = voxel_spacing(affine)
+    spacing = np.asarray(spacing, dtype=np.float64)
+    if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise InputError(f"spacing must be three finite values > 0, got {np.asarray(spacing).tolist()}")
+    return spacing
+
+
+def annotate(image, points, checkpoint, *, affine=None, spacing=None, refine: bool = False,
+             probabilities: bool = False, device: str = "cpu"):
+    """One call from six clicks to a segmentation of ``image`` (arrays in memory).
+
+    Returns a uint8 mask (``probabilities=False``) or float32 probabilities, of the
+    image's shape. ``checkpoint`` is a path or a :class:`Predictor` (to reuse one model
+    for many images).
+    """
+    predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint, device)
+    prob = predictor.predict(image, points, affine=affine, spacing=spacing, refine=refine)
+    return prob if probabilities else (prob >= 0.5).astype(np.uint8)
+
+
+def predict_file(predictor: Predictor, image_path, points_path, out_path, *, refine: bool = False,
+                 probabilities: bool = False) -> Path:
+    """NIfTI image + points file -> NIfTI mask (or probabilities) with the image's affine."""
+    from ..nifti import load_nifti, save_nifti
+    from .points import read_points
+
+    volume = load_nifti(image_path, check_finite=True)
+    pts = read_points(points_path, volume.affine, volume.shape)
+    prob = predictor.predict(volume.array, pts, affine=volume.affine, refine=refine)
+    out = prob if probabilities else (prob >= 0.5).astype(np.uint8)
+    return save_nifti(out_path, out, volume.affine)
