@@ -69,7 +69,8 @@ train(sys.argv[1], None, "spleen", sys.argv[2], cfg, device="cpu", resume=True, 
 """
 
 
-def test_killed_run_resumes_with_identical_finished_rounds(phantoms, tmp_path):
+@pytest.mark.parametrize("moment", [(1, 1), (2, 1)])  # (round, epoch) under way at the kill
+def test_killed_run_resumes_with_identical_finished_rounds(phantoms, tmp_path, moment):
     tiny = dict(TINY, rounds=3)
     cfg = TrainConfig(variant="d", **tiny)
     ref = train(str(phantoms), None, "spleen", tmp_path / "ref", cfg, device="cpu", log=lambda *_: None)
@@ -85,7 +86,7 @@ def test_killed_run_resumes_with_identical_finished_rounds(phantoms, tmp_path):
                 s = torch.load(state, weights_only=False)["state"]
             except Exception:
                 s = None
-            if s and (s["round"], s["epoch"]) >= (2, 1):  # round 1 finished, round 2 under way
+            if s and (s["round"], s["epoch"]) >= moment:
                 proc.send_signal(signal.SIGKILL)
                 killed_at = (s["round"], s["epoch"])
                 break
