@@ -225,3 +225,40 @@ def test_output_path_blocked_or_read_only(small_synthetic, tmp_path, cli):
         assert code == 1 and len(err.strip().splitlines()) == 1
     finally:
         ro.chmod(0o700)
+
+
+# ---------------------------------------------------------------- the command line's bad-input matrix
+def _cli_cases(root: Path, data: Path):
+    label = sorted((data / "labelsTr").glob("*.nii.gz"))[0]
+    image = data / "imagesTr" / label.name
+    empty = root / "empty.nii.gz"
+    empty.write_bytes(b"")
+    (root / "preds").mkdir(exist_ok=True)
+    (root / "nopreds").mkdir(exist_ok=True)
+    save_nifti(root / "preds" / "not_a_case.nii.gz", np.zeros((4, 4, 4), np.uint8), np.eye(4))
+    (root / "wrongshape").mkdir(exist_ok=True)
+    save_nifti(root / "wrongshape" / f"{label.name}", np.zeros((4, 4, 4), np.uint8), np.eye(4))
+    return [
+        (("train", "--data", root / "missing", "--out", root / "o1"), "not found"),
+        (("train", "--data", data, "--label", 42, "--out", root / "o2"), "--label 42"),
+        (("ablation", "--data", data, "--label", 1, "--variants", "a,z", "--out", root / "o3"), "z"),
+        (("pseudo-label", "--data", data, "--organ", "liverish", "--out", root / "o4"), "liverish"),
+        (("evaluate", "--pred", root / "nopreds", "--data", data, "--label", 1), "no .nii.gz predictions"),
+        (("evaluate", "--pred", root / "preds", "--data", data, "--label", 1), "not in the data set"),
+        (("evaluate", "--pred", root / "wrongshape", "--data", data, "--label", 1), "shape"),
+        (("evaluate", "--pred", root / "absent", "--data", data, "--label", 1), "not found"),
+        (("points", "--labels", label, "--label", 99, "--out", root / "p.json"), "absent"),
+        (("points", "--labels", empty, "--label", 1, "--out", root / "p.json"), "empty"),
+        (("points", "--labels", label, "--label", 1, "--out", root / "p.json", "--space", "IJK"), "IJK"),
+        (("predict", "--checkpoint", root / "none.pt", "--image", image, "--points", root / "none.json",
+          "--out", root / "m.nii.gz"), "not found"),
+        (("data", "info", root / "missing"), "not found"),
+    ]
+
+
+def test_cli_bad_input_matrix(small_synthetic, tmp_path, cli):
+    for args, message in _cli_cases(tmp_path, small_synthetic):
+        code, _, err = cli(*args)
+        assert code == 1, (args, err)
+        assert message in err and "Traceback" not in err, (args, err)
+        assert len(err.strip().splitlines()) == 1, (args, err)
