@@ -108,6 +108,15 @@ def save_nifti(path, array, affine, *, dtype=None) -> Path:
     return path
 
 
+def nifti_stem(path) -> str:
+    """A NIfTI file's name without ``.nii.gz`` or ``.nii``."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
 def ensure_output_folder(folder) -> Path:
     """Create ``folder`` if needed and check it is a writable folder (one-line errors otherwise)."""
     folder = Path(folder)

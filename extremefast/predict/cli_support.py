@@ -4,14 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
-from ..nifti import ensure_output_folder
-
-
-def _image_stem(path: Path) -> str:
-    for suffix in (".nii.gz", ".nii"):
-        if path.name.endswith(suffix):
-            return path.name[: -len(suffix)]
-    return path.stem
+from ..nifti import ensure_output_folder, nifti_stem
 
 
 def plan_predictions(image: Path, points: Path, out: Path) -> list[tuple[Path, Path, Path]]:
@@ -40,7 +33,7 @@ def plan_predictions(image: Path, points: Path, out: Path) -> list[tuple[Path, P
         raise DataError(f"{image}: no .nii or .nii.gz images")
     jobs, missing = [], []
     for img in images:
-        stem = _image_stem(img)
+        stem = nifti_stem(img)
         names = [stem]
         if stem.endswith("_0000"):
             names.append(stem[:-5])

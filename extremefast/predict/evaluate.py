@@ -19,12 +19,12 @@ def evaluate(pred_dir, dataset, label: int) -> dict:
     misnamed folder is not silently scored as empty. HD95 is NaN (and left out of its
     summary) where a mask is empty.
     """
-    from ..nifti import load_nifti
+    from ..nifti import load_nifti, nifti_stem
 
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise DataError(f"{pred_dir}: prediction folder not found")
-    files = {_stem(p): p for p in sorted(pred_dir.iterdir()) if p.name.endswith((".nii", ".nii.gz"))
+    files = {nifti_stem(p): p for p in sorted(pred_dir.iterdir()) if p.name.endswith((".nii", ".nii.gz"))
              and not p.name.startswith(".")}
     if not files:
         raise DataError(f"{pred_dir}: no .nii.gz predictions")
@@ -63,13 +63,6 @@ def format_table(result: dict) -> str:
 
 def _fmt(s: dict) -> str:
     return f"{s['mean']:.1f}±{s['std']:.1f} ({s['median']:.1f})"
-
-
-def _stem(path: Path) -> str:
-    for suffix in (".nii.gz", ".nii"):
-        if path.name.endswith(suffix):
-            return path.name[: -len(suffix)]
-    return path.stem
 
 
 def check_label(dataset, label, organ) -> int:
