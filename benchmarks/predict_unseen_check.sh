@@ -1,5 +1,9 @@
-set -e
-cd /tmp/mainjob
+#!/usr/bin/env bash
+# Predict on phantoms the main job never saw, from clicks in the three point forms.
+# Usage: bash benchmarks/predict_unseen_check.sh DIR   (DIR holds run/ from
+#        `extremefast train --data synthetic --out DIR/run`; outputs are written in DIR)
+set -euo pipefail
+cd "${1:?give the folder that holds run/}"
 rm -rf unseen pts_vox pts_ras pts_lps pred_vox pred_ras pred_lps
 extremefast data synthetic --cases 4 --seed 77 --out unseen
 mkdir -p pts_vox pts_ras pts_lps
