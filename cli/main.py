@@ -261,10 +261,10 @@ def evaluate(
     """Dice, 95% Hausdorff distance (mm) and volume difference per case and summarised."""
     from extremefast.data import open_dataset
     from extremefast.jsonio import write_json
-    from extremefast.predict.evaluate import check_label, evaluate as run_evaluate, format_table
+    from extremefast.predict.evaluate import evaluate as run_evaluate, format_table
 
     ds = open_dataset(data, data_root=data_root)
-    result = run_evaluate(pred, ds, check_label(ds, label, organ))
+    result = run_evaluate(pred, ds, ds.resolve_label(label, organ))
     console.print(format_table(result), highlight=False)
     dst = out or pred / "evaluation.json"
     write_json(dst, result)

@@ -6,10 +6,7 @@ import numpy as np
 
 def dice(a, b) -> float:
     """Dice of two binary masks (probabilities are thresholded at 0.5); 1.0 when both are empty."""
-    a = np.asarray(a)
-    b = np.asarray(b)
-    a = a >= 0.5 if a.dtype.kind == "f" else a.astype(bool)
-    b = b >= 0.5 if b.dtype.kind == "f" else b.astype(bool)
+    a, b = _binary(a), _binary(b)
     total = int(a.sum()) + int(b.sum())
     if total == 0:
         return 1.0

@@ -42,8 +42,8 @@ def plan_predictions(image: Path, points: Path, out: Path) -> list[tuple[Path, P
         if found is None:
             missing.append(img.name)
         else:
-            jobs.append((img, found, None, names[-1]))
+            jobs.append((img, found, names[-1]))
     if missing:
         raise DataError(f"{points}: no points file for {len(missing)} image(s): {', '.join(missing[:5])}")
     out = ensure_output_folder(out)
-    return [(img, pts, out / f"{name}.nii.gz") for img, pts, _, name in jobs]
+    return [(img, pts, out / f"{name}.nii.gz") for img, pts, name in jobs]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, InputError
+from ..errors import DataError
 from ..metrics import dice, format_summary, hausdorff95, summarise, volume_difference
 
 METRICS = ("dice", "hd95_mm", "volume_diff_ml", "volume_diff_percent")
@@ -64,8 +64,3 @@ def format_table(result: dict) -> str:
 def _fmt(s: dict) -> str:
     return f"{s['mean']:.1f}±{s['std']:.1f} ({s['median']:.1f})"
 
-
-def check_label(dataset, label, organ) -> int:
-    if label is None and organ is None:
-        raise InputError("give --label N or --organ NAME")
-    return dataset.resolve_label(label, organ)

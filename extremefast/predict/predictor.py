@@ -11,7 +11,7 @@ from ..errors import InputError
 from ..pseudo.extreme_points import check_points
 from ..pseudo.pseudo_label import normalise_intensity
 from ..pseudo.refine import refine_probability
-from ..pseudo.roi import paste_back, roi_box
+from ..pseudo.roi import check_spacing, paste_back, roi_box
 from ..train.config import TrainConfig
 from ..train.scheme import build_model, load_checkpoint, network_input
 
@@ -82,10 +82,7 @@ def _spacing(affine, spacing) -> np.ndarray:
         if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
             raise InputError(f"affine must be a finite 4x4 matrix, got shape {affine.shape}")
         spacing = voxel_spacing(affine)
-    spacing = np.asarray(spacing, dtype=np.float64)
-    if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise InputError(f"spacing must be three finite values > 0, got {np.asarray(spacing).tolist()}")
-    return spacing
+    return check_spacing(spacing)
 
 
 def annotate(image, points, checkpoint, *, affine=None, spacing=None, refine: bool = False,

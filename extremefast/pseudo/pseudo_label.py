@@ -12,7 +12,7 @@ from ..random_walker import random_walker
 from .extreme_points import check_points
 from .geodesic import geodesic_scribbles, gradient_cost
 from .point_channel import point_channel
-from .roi import Box, crop_resample, paste_back, roi_box
+from .roi import Box, check_spacing, crop_resample, paste_back, roi_box
 from .seeds import scribble_seeds
 
 
@@ -116,9 +116,7 @@ def prepare_crop(image, spacing, points, config: PseudoLabelConfig):
     if image.ndim != 3:
         raise InputError(f"image must be 3D, got shape {image.shape}")
     points = check_points(points, image.shape)
-    spacing = np.asarray(spacing, dtype=np.float64)
-    if spacing.shape != (3,) or np.any(spacing <= 0) or not np.all(np.isfinite(spacing)):
-        raise InputError(f"spacing must be three finite values > 0, got {np.asarray(spacing).tolist()}")
+    spacing = check_spacing(spacing)
     box = roi_box(points, spacing, image.shape, config.pad_mm, config.crop_size)
     sub = image[tuple(slice(a, b) for a, b in zip(box.start, box.stop))]
     if not np.all(np.isfinite(sub)):

@@ -54,6 +54,14 @@ class Box:
         return cls(*(tuple(int(v) for v in row) for row in a))
 
 
+def check_spacing(spacing) -> np.ndarray:
+    """Three finite voxel sizes > 0 (mm), as float64, or a clear error."""
+    spacing = np.asarray(spacing, dtype=np.float64)
+    if spacing.shape != (3,) or np.any(spacing <= 0) or not np.all(np.isfinite(spacing)):
+        raise InputError(f"spacing must be three finite values > 0, got {np.asarray(spacing).tolist()}")
+    return spacing
+
+
 def roi_box(points, spacing, image_shape, pad_mm: float = 20.0, size=(128, 128, 128)) -> Box:
     """The points' bounding box grown by ``pad_mm`` on every side, clipped to the image."""
     points = np.asarray(points)

@@ -115,20 +115,10 @@ if numba is not None:
         return W[i, 0] * p[i] - _compact_offdiag(W, D, p, i, n)
 
     @numba.njit(parallel=True, cache=True)
-    def _compact_matvec_dot(W, D, p, ap):
-        """ap = A p on the compact form; returns p . ap in float64 (per-chunk partial sums)."""
+    def _compact_matvec(W, D, p, ap):
         n = W.shape[0]
-        chunks = _CHUNKS
-        partial = np.zeros(chunks)
-        size = (n + chunks - 1) // chunks
-        for ch in numba.prange(chunks):
-            total = 0.0
-            for i in range(ch * size, min(n, (ch + 1) * size)):
-                acc = _compact_row(W, D, p, i, n)
-                ap[i] = acc
-                total += np.float64(p[i]) * acc
-            partial[ch] = total
-        return partial.sum()
+        for i in numba.prange(n):
+            ap[i] = _compact_row(W, D, p, i, n)
 
 
 class CompactStencil:
@@ -154,12 +144,9 @@ class CompactStencil:
         self.D = np.empty((n, 4), dtype=np.int16 if span < 2**15 else np.int32)
         _compact_from_ell(A.cols, A.vals, self.W, self.D)
 
-    def matvec_dot(self, p, ap):
-        return _compact_matvec_dot(self.W, self.D, p, ap)
-
     def __matmul__(self, x):
         ap = np.empty(self.shape[0], dtype=np.result_type(self.W.dtype, x.dtype))
-        _compact_matvec_dot(self.W, self.D, np.ascontiguousarray(x, dtype=ap.dtype), ap)
+        _compact_matvec(self.W, self.D, np.ascontiguousarray(x, dtype=ap.dtype), ap)
         return ap
 
 

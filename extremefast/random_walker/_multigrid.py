@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import CompactStencil, _compact_matvec_dot, _compact_offdiag, _compact_row, _direction, numba
+from ._kernels import CompactStencil, _compact_offdiag, _compact_row, _direction, _matvec_dot, numba
 
 _COARSEST = 600  # nodes: a level this small is solved directly
 
@@ -77,19 +77,6 @@ if numba is not None:
                         diag[i, j, k] = d
                     else:
                         diag[i, j, k] = 1.0
-
-    @numba.njit(parallel=True, cache=True)
-    def _grid_present(present, coarse):
-        n0, n1, n2 = present.shape
-        for I in numba.prange(coarse.shape[0]):
-            for J in range(coarse.shape[1]):
-                for K in range(coarse.shape[2]):
-                    any_ = False
-                    for i in range(2 * I, min(2 * I + 2, n0)):
-                        for j in range(2 * J, min(2 * J + 2, n1)):
-                            for k in range(2 * K, min(2 * K + 2, n2)):
-                                any_ = any_ or present[i, j, k]
-                    coarse[I, J, K] = any_
 
     @numba.njit(cache=True, inline="always")
     def _grid_offdiag(W0, W1, W2, x, i, j, k):
@@ -232,9 +219,9 @@ def _coarsen(S, W0, W1, W2, present):
     shape = tuple((s + 1) // 2 for s in S.shape)
     arrays = [np.empty(shape, dtype=S.dtype) for _ in range(4)]
     _grid_galerkin(S, W0, W1, W2, *arrays)
-    coarse_present = np.empty(shape, dtype=np.bool_)
-    _grid_present(present, coarse_present)
-    return _GridLevel(*arrays, coarse_present)
+    count = np.empty(shape, dtype=S.dtype)  # present nodes per block
+    _grid_restrict(present.astype(S.dtype), count)
+    return _GridLevel(*arrays, count > 0)
 
 
 class _GridLevel:
@@ -290,11 +277,11 @@ class MultigridPreconditioner:
         dtype = W.dtype
         shape = A.unknown.shape
         u = np.flatnonzero(A.unknown)
-        self.n = u.size
+        n = u.size
         cshape = tuple((s + 1) // 2 for s in shape)
-        self.color = np.empty(self.n, dtype=np.uint8)
-        self.cidx = np.empty(self.n, dtype=np.int64)
-        odd = np.empty(self.n, dtype=np.uint8)
+        self.color = np.empty(n, dtype=np.uint8)
+        self.cidx = np.empty(n, dtype=np.int64)
+        odd = np.empty(n, dtype=np.uint8)
         _fine_layout(u, shape[1], shape[2], cshape[1], cshape[2], self.color, self.cidx, odd)
         plane_rows = shape[1] * shape[2]
         self.plane_start = np.searchsorted(u, np.arange(0, 2 * cshape[0] + 1, 2) * plane_rows).astype(np.int64)
@@ -348,11 +335,10 @@ def multigrid_cg(A, b, x0=None, *, tol=1e-3, maxiter=None, M=None):
     n = b.shape[0]
     maxiter = int(maxiter or 500)
     M = MultigridPreconditioner(A) if M is None else M
-    C = M.fine
-    dtype = C.W.dtype
+    dtype = A.vals.dtype
     b = np.ascontiguousarray(b, dtype=dtype)
     x = np.zeros(n, dtype=dtype) if x0 is None else np.array(x0, dtype=dtype)
-    r = b - C @ x if x0 is not None else b.copy()
+    r = b - A @ x if x0 is not None else b.copy()
     bnorm2 = _dot(b, b)
     if bnorm2 == 0.0:
         return np.zeros(n, dtype=dtype), 0
@@ -364,7 +350,7 @@ def multigrid_cg(A, b, x0=None, *, tol=1e-3, maxiter=None, M=None):
     ap = np.empty_like(p)
     rz = _dot(r, z)
     for it in range(1, maxiter + 1):
-        pap = _compact_matvec_dot(C.W, C.D, p, ap)
+        pap = _matvec_dot(A.cols, A.vals, p, ap)  # the ELL mat-vec: measured faster
         alpha = rz / pap
         rr = _axpy_residual(x, r, p, ap, dtype.type(alpha))
         if rr <= threshold2:
