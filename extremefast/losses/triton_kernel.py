@@ -37,27 +37,26 @@ def _rows_times_mt(x_ptr, m_ptr, y_ptr, R, L, BLOCK_R: tl.constexpr, BLOCK_I: tl
 
 
 @triton.jit
-def _band_tile(x_ptr, m_ptr, base, ii, bb, L, B, BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
-    """acc[i, b] = sum_k m[i, k] * x[base + k * B + b] for one (BLOCK_I x BLOCK_B) tile."""
+def _slab_tile(x_ptr, m_ptr, L, B, BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
+    """This program's tile of M x on the middle index of an (A, L, B) slab: returns
+    acc[i, b] = sum_k m[i, k] * x[base + k * B + b] with its ``base``, ``ii`` and ``bb``
+    (program ids: slab a, row block i, column block b)."""
+    base = tl.program_id(0).to(tl.int64) * L * B
+    ii = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
+    bb = tl.program_id(2) * BLOCK_B + tl.arange(0, BLOCK_B)
     acc = tl.zeros((BLOCK_I, BLOCK_B), dtype=tl.float32)
     for k0 in range(0, L, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         m = tl.load(m_ptr + ii[:, None] * L + ks[None, :], mask=(ii[:, None] < L) & (ks[None, :] < L), other=0.0)
         x = tl.load(x_ptr + base + ks[:, None] * B + bb[None, :], mask=(ks[:, None] < L) & (bb[None, :] < B), other=0.0)
         acc += tl.dot(m, x, input_precision="ieee")
-    return acc
+    return acc, base, ii, bb
 
 
 @triton.jit
 def _m_times_slab(x_ptr, m_ptr, y_ptr, L, B, BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
     """y[a, i, b] = sum_k m[i, k] * x[a, k, b]  (x, y: A x L x B contiguous)."""
-    pid_a = tl.program_id(0)
-    pid_i = tl.program_id(1)
-    pid_b = tl.program_id(2)
-    base = pid_a.to(tl.int64) * L * B
-    ii = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
-    bb = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    acc = _band_tile(x_ptr, m_ptr, base, ii, bb, L, B, BLOCK_I, BLOCK_B, BLOCK_K)
+    acc, base, ii, bb = _slab_tile(x_ptr, m_ptr, L, B, BLOCK_I, BLOCK_B, BLOCK_K)
     tl.store(y_ptr + base + ii[:, None] * B + bb[None, :], acc, mask=(ii[:, None] < L) & (bb[None, :] < B))
 
 
@@ -66,20 +65,14 @@ def _m_times_slab_loss(x_ptr, m_ptr, g_ptr, seed_ptr, partial_ptr, L, B, inv_cou
                        BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
     """Last forward pass fused with the loss: G0 = M x on the middle index, then
     partial[pid] = sum exp(-(G0-.5)^2) * g and seed = 2/N * g * (G0 - .5) * exp(-(G0-.5)^2)."""
-    pid_a = tl.program_id(0)
-    pid_i = tl.program_id(1)
-    pid_b = tl.program_id(2)
-    base = pid_a.to(tl.int64) * L * B
-    ii = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
-    bb = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    acc = _band_tile(x_ptr, m_ptr, base, ii, bb, L, B, BLOCK_I, BLOCK_B, BLOCK_K)
+    acc, base, ii, bb = _slab_tile(x_ptr, m_ptr, L, B, BLOCK_I, BLOCK_B, BLOCK_K)
     inside = (ii[:, None] < L) & (bb[None, :] < B)
     offs = base + ii[:, None] * B + bb[None, :]
     g = tl.load(g_ptr + offs, mask=inside, other=0.0)
     d = acc - 0.5
     boundary = tl.exp(-d * d)
     prod = tl.where(inside, boundary * g, 0.0)
-    pid = (pid_a * tl.num_programs(1) + pid_i) * tl.num_programs(2) + pid_b
+    pid = (tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)) * tl.num_programs(2) + tl.program_id(2)
     tl.store(partial_ptr + pid, tl.sum(tl.sum(prod, axis=1), axis=0))
     tl.store(seed_ptr + offs, 2.0 * inv_count * g * d * boundary, mask=inside)
 
