@@ -95,6 +95,20 @@ def test_geodesic_paths_match_csgraph_reference(rng, shape, plateau, bidirection
     assert own == pytest.approx(ref_total, rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_geodesic_paths_exact_on_costs_spanning_twelve_decades(rng, bidirectional):
+    """Heap keys are truncated distances: near-equal keys may pop out of order, and the
+    search must still return the exact optimum (a node improved late is expanded again)."""
+    cost = 10.0 ** rng.uniform(-12, 0, size=(14, 13, 12))
+    cost[3:9, 2:10, 4:8] = 0.0
+    for _ in range(15):
+        src, dst = (tuple(int(rng.integers(0, s)) for s in cost.shape) for _ in range(2))
+        path, total = shortest_path(cost, src, dst, (0.7, 1.0, 2.5), bidirectional=bidirectional)
+        _, ref_total = shortest_path_ref(cost, src, dst, (0.7, 1.0, 2.5))
+        assert total == pytest.approx(ref_total, rel=1e-12, abs=1e-300)
+        assert tuple(path[0]) == src and tuple(path[-1]) == dst
+
+
 def test_scribbles_connect_each_pair():
     cost = np.ones((20, 21, 22))
     pts = np.array([[0, 10, 11], [19, 10, 11], [10, 0, 11], [10, 20, 11], [10, 10, 0], [10, 10, 21]])

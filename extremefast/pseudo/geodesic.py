@@ -3,9 +3,9 @@
 The path between the two extreme points of each axis is found with Dijkstra's algorithm
 on the 26-neighbour grid. An edge costs its length in mm times the mean cost of its two
 voxels; a small floor on the cost makes zero-gradient plateaus resolve to the shortest
-Euclidean route instead of an arbitrary one. The search is compiled with Numba (typed
-binary heap, early exit when the target is settled); ``geodesic_ref`` holds a plain
-scipy.sparse.csgraph reference of the same graph.
+Euclidean route instead of an arbitrary one. The search is compiled with Numba
+(bidirectional, a 4-ary heap of one-word entries, early exit); ``geodesic_ref`` holds a
+plain scipy.sparse.csgraph reference of the same graph.
 """
 from __future__ import annotations
 
@@ -73,19 +73,21 @@ def shortest_path(cost, source, target, spacing=(1.0, 1.0, 1.0), *, bidirectiona
     padded = np.pad(cost, 1, constant_values=np.inf)
     pshape = padded.shape
     deltas = (offs[:, 0] * pshape[1] + offs[:, 1]) * pshape[2] + offs[:, 2]
-    path_flat, total = _dijkstra_padded(padded.ravel(), deltas, lengths,
-                                        int(np.ravel_multi_index(src + 1, pshape)),
-                                        int(np.ravel_multi_index(dst + 1, pshape)), bool(bidirectional))
+    search = _bidirectional_search if bidirectional else _forward_search
+    s, t = int(np.ravel_multi_index(src + 1, pshape)), int(np.ravel_multi_index(dst + 1, pshape))
+    prev_a, prev_b, meet, total = search(padded.ravel(), deltas, 0.5 * lengths, s, t)
+    path_flat = _trace(prev_a, prev_b, s, meet, t)
     path = np.stack(np.unravel_index(path_flat, pshape), axis=1) - 1
     return path, float(total)
 
 
-def geodesic_scribbles(cost, points, spacing=(1.0, 1.0, 1.0), margin: int | None = 2) -> np.ndarray:
+def geodesic_scribbles(cost, points, spacing=(1.0, 1.0, 1.0), margin: int | None = 2, workers: int = 3) -> np.ndarray:
     """Boolean scribble mask: the three paths joining points (0,1), (2,3) and (4,5).
 
     The organ lies inside the bounding box of its extreme points, so the search is
     confined to that box grown by ``margin`` voxels (None searches the whole volume);
-    this cuts the explored volume several-fold in a padded crop.
+    this cuts the explored volume several-fold in a padded crop. The compiled search
+    releases the GIL, so the three paths run on up to ``workers`` threads.
     """
     points = np.rint(np.asarray(points)).astype(np.int64)
     points = np.clip(points, 0, np.asarray(cost.shape) - 1)
@@ -96,8 +98,7 @@ def geodesic_scribbles(cost, points, spacing=(1.0, 1.0, 1.0), margin: int | None
         hi = np.minimum(points.max(axis=0) + 1 + margin, np.asarray(cost.shape))
     sub = np.ascontiguousarray(cost[tuple(slice(a, b) for a, b in zip(lo, hi))])
     scribble = np.zeros(cost.shape, dtype=bool)
-    # the compiled search releases the GIL, so the three paths run on separate cores
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(3, workers))) as pool:
         paths = pool.map(lambda a: shortest_path(sub, points[2 * a] - lo, points[2 * a + 1] - lo, spacing)[0],
                          range(3))
         for path in paths:
@@ -108,153 +109,182 @@ def geodesic_scribbles(cost, points, spacing=(1.0, 1.0, 1.0), margin: int | None
 if numba is not None:
 
     @numba.njit(cache=True, nogil=True, inline="always")
-    def _heap_push(keys, vals, size, key, val):
-        """Push onto a 4-ary min-heap (moving a hole up instead of swapping)."""
+    def _heap_push(heap, size, item):
+        """Push onto a 4-ary min-heap of packed items (moving a hole up instead of swapping)."""
         i = size
         while i > 0:
             parent = (i - 1) >> 2
-            if keys[parent] <= key:
+            if heap[parent] <= item:
                 break
-            keys[i] = keys[parent]
-            vals[i] = vals[parent]
+            heap[i] = heap[parent]
             i = parent
-        keys[i] = key
-        vals[i] = val
+        heap[i] = item
         return size + 1
 
     @numba.njit(cache=True, nogil=True, inline="always")
-    def _heap_pop(keys, vals, size):
-        """Pop the minimum of the 4-ary heap; returns (key, value, new size)."""
-        key = keys[0]
-        val = vals[0]
+    def _heap_pop(heap, size):
+        """Pop the minimum of the 4-ary heap; returns (item, new size)."""
+        top = heap[0]
         size -= 1
-        last_key = keys[size]
-        last_val = vals[size]
+        last = heap[size]
         i = 0
         while True:
             first = 4 * i + 1
             if first >= size:
                 break
             best = first
-            best_key = keys[first]
-            end = min(first + 4, size)
-            for c in range(first + 1, end):
-                if keys[c] < best_key:
+            best_item = heap[first]
+            for c in range(first + 1, min(first + 4, size)):
+                if heap[c] < best_item:
                     best = c
-                    best_key = keys[c]
-            if last_key <= best_key:
+                    best_item = heap[c]
+            if last <= best_item:
                 break
-            keys[i] = best_key
-            vals[i] = vals[best]
+            heap[i] = best_item
             i = best
-        keys[i] = last_key
-        vals[i] = last_val
-        return key, val, size
+        heap[i] = last
+        return top, size
 
     @numba.njit(cache=True, nogil=True)
-    def _grow(keys, vals, size):
-        k2 = np.empty(2 * keys.shape[0], dtype=np.float64)
-        v2 = np.empty(2 * keys.shape[0], dtype=np.int64)
-        k2[:size] = keys[:size]
-        v2[:size] = vals[:size]
-        return k2, v2
+    def _grow(heap, size):
+        bigger = np.empty(2 * heap.shape[0], dtype=np.uint64)
+        bigger[:size] = heap[:size]
+        return bigger
 
     @numba.njit(cache=True, nogil=True, inline="always")
-    def _expand(cost, deltas, lengths, u, d, dist, prev, done, keys, vals, size, dist_other, done_other, best,
-                meet):
-        """Relax the edges of node u for one search side; track the best meeting node (an edge
-        into a node the other side has settled, as in Goldberg's bidirectional Dijkstra)."""
+    def _pack(d, node, shift):
+        """One sortable word per heap entry: the distance's float64 bits (a non-negative
+        double orders like its bit pattern) with the low ``shift`` bits replaced by the node."""
+        return ((np.float64(d).view(np.uint64) >> shift) << shift) | np.uint64(node)
+
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _key(item, shift):
+        return np.uint64((item >> shift) << shift).view(np.float64)
+
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _expand(cost, deltas, half_lengths, u, d, dist, prev, heap, size, dist_other, best, meet, shift):
+        """Relax the edges of node u for one search side and track the cheapest meeting with
+        the other side over every scanned edge (Goldberg's bidirectional rule). The inf-cost
+        border needs no test: its tentative distances stay inf."""
         cu = cost[u]
         for m in range(deltas.shape[0]):
             v = u + deltas[m]
-            cv = cost[v]
-            if cv == np.inf or done[v]:
-                continue
-            nd = d + lengths[m] * 0.5 * (cu + cv)
+            nd = d + half_lengths[m] * (cu + cost[v])
             if nd < dist[v]:
                 dist[v] = nd
                 prev[v] = u
-                if size == keys.shape[0]:
-                    keys, vals = _grow(keys, vals, size)
-                size = _heap_push(keys, vals, size, nd, v)
-                if done_other[v]:
-                    total = nd + dist_other[v]
-                    if total < best:
-                        best = total
-                        meet = v
-        return keys, vals, size, best, meet
+                size = _heap_push(heap, size, _pack(nd, v, shift))
+            through = nd + dist_other[v]
+            if through < best:
+                best = through
+                meet = v
+        return size, best, meet
+
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _settle(heap, size, dist, shift):
+        """Pop the next live entry; returns (node or -1 for a stale entry, its distance, size)."""
+        item, size = _heap_pop(heap, size)
+        u = np.int64(item & ((np.uint64(1) << shift) - np.uint64(1)))
+        d = dist[u]
+        if _pack(d, u, shift) != item:
+            return -1, d, size  # the node improved after this entry was pushed
+        return u, d, size
 
     @numba.njit(cache=True, nogil=True)
-    def _dijkstra_padded(cost, deltas, lengths, src, dst, bidirectional):
-        """Shortest path on a grid padded with an inf-cost border (no bounds tests).
+    def _word_shift(n):
+        """Bits needed for a node index below n."""
+        shift = np.uint64(1)
+        while (np.uint64(1) << shift) < np.uint64(n):
+            shift += np.uint64(1)
+        return shift
 
-        With ``bidirectional``, searches from src (side a) and dst (side b) alternate,
-        each step expanding the side with the lower frontier, and stop once the two
-        frontier keys add up to at least the best meeting cost found, which is then
-        optimal. Returns (flat path from src to dst, cost).
+    @numba.njit(cache=True, nogil=True)
+    def _bidirectional_search(cost, deltas, half_lengths, src, dst):
+        """Searches from src (side a) and dst (side b); the side with the lower frontier key
+        expands, and the search stops once the two frontier keys add up to at least the best
+        meeting cost found, which is then optimal. Returns (prev_a, prev_b, meeting node, cost).
         """
         n = cost.shape[0]
+        shift = _word_shift(n)
         dist_a = np.full(n, np.inf)
-        dist_b = np.full(n if bidirectional else 1, np.inf)
-        prev_a = np.full(n, -1, dtype=np.int32)
-        prev_b = np.full(n if bidirectional else 1, -1, dtype=np.int32)
-        done_a = np.zeros(n, dtype=np.bool_)
-        done_b = np.zeros(n, dtype=np.bool_)  # stays all False when unidirectional
-        cap = max(4096, n // 8)
-        keys_a = np.empty(cap, dtype=np.float64)
-        vals_a = np.empty(cap, dtype=np.int64)
-        keys_b = np.empty(cap if bidirectional else 1, dtype=np.float64)
-        vals_b = np.empty(cap if bidirectional else 1, dtype=np.int64)
+        dist_b = np.full(n, np.inf)
+        prev_a = np.empty(n, dtype=np.int32)
+        prev_b = np.empty(n, dtype=np.int32)
+        cap = max(4096, n // 16)
+        heap_a = np.empty(cap, dtype=np.uint64)
+        heap_b = np.empty(cap, dtype=np.uint64)
         dist_a[src] = 0.0
-        n_a = _heap_push(keys_a, vals_a, 0, 0.0, src)
-        n_b = 0
-        if bidirectional:
-            dist_b[dst] = 0.0
-            n_b = _heap_push(keys_b, vals_b, 0, 0.0, dst)
+        dist_b[dst] = 0.0
+        n_a = _heap_push(heap_a, 0, _pack(0.0, src, shift))
+        n_b = _heap_push(heap_b, 0, _pack(0.0, dst, shift))
+        room = deltas.shape[0] + 1
         best = np.inf
         meet = -1
-        if src == dst:
-            n_a = 0
-            n_b = 0
-            best = 0.0
-            meet = src
-        while n_a > 0 or n_b > 0:
-            if bidirectional and n_a > 0 and n_b > 0 and keys_a[0] + keys_b[0] >= best:
+        while n_a > 0 and n_b > 0:
+            if _key(heap_a[0], shift) + _key(heap_b[0], shift) >= best:
                 break
-            if n_b == 0 or (n_a > 0 and keys_a[0] <= keys_b[0]):
-                d, u, n_a = _heap_pop(keys_a, vals_a, n_a)
-                if done_a[u]:
+            if n_a + room > heap_a.shape[0]:
+                heap_a = _grow(heap_a, n_a)
+            if n_b + room > heap_b.shape[0]:
+                heap_b = _grow(heap_b, n_b)
+            if heap_a[0] <= heap_b[0]:
+                u, d, n_a = _settle(heap_a, n_a, dist_a, shift)
+                if u < 0:
                     continue
-                done_a[u] = True
-                if not bidirectional and u == dst:
-                    best = d
-                    meet = dst
-                    break
-                keys_a, vals_a, n_a, best, meet = _expand(cost, deltas, lengths, u, d, dist_a, prev_a, done_a,
-                                                          keys_a, vals_a, n_a, dist_b, done_b, best, meet)
+                if d + dist_b[u] < best:
+                    best = d + dist_b[u]
+                    meet = u
+                n_a, best, meet = _expand(cost, deltas, half_lengths, u, d, dist_a, prev_a, heap_a, n_a, dist_b,
+                                          best, meet, shift)
             else:
-                d, u, n_b = _heap_pop(keys_b, vals_b, n_b)
-                if done_b[u]:
+                u, d, n_b = _settle(heap_b, n_b, dist_b, shift)
+                if u < 0:
                     continue
-                done_b[u] = True
-                keys_b, vals_b, n_b, best, meet = _expand(cost, deltas, lengths, u, d, dist_b, prev_b, done_b,
-                                                          keys_b, vals_b, n_b, dist_a, done_a, best, meet)
-        # src -> meet along side a, then meet -> dst along side b
-        count = 1
+                if d + dist_a[u] < best:
+                    best = d + dist_a[u]
+                    meet = u
+                n_b, best, meet = _expand(cost, deltas, half_lengths, u, d, dist_b, prev_b, heap_b, n_b, dist_a,
+                                          best, meet, shift)
+        return prev_a, prev_b, meet, best
+
+    @numba.njit(cache=True, nogil=True)
+    def _forward_search(cost, deltas, half_lengths, src, dst):
+        """Plain Dijkstra from src, stopping when dst is settled; same return as above."""
+        n = cost.shape[0]
+        shift = _word_shift(n)
+        dist = np.full(n, np.inf)
+        prev = np.empty(n, dtype=np.int32)
+        target = np.full(n, np.inf)  # the "other side": only dst, at distance 0
+        target[dst] = 0.0
+        heap = np.empty(max(4096, n // 16), dtype=np.uint64)
+        dist[src] = 0.0
+        size = _heap_push(heap, 0, _pack(0.0, src, shift))
+        room = deltas.shape[0] + 1
+        best = 0.0 if src == dst else np.inf
+        meet = dst
+        while size > 0 and _key(heap[0], shift) < best:
+            if size + room > heap.shape[0]:
+                heap = _grow(heap, size)
+            u, d, size = _settle(heap, size, dist, shift)
+            if u >= 0:
+                size, best, meet = _expand(cost, deltas, half_lengths, u, d, dist, prev, heap, size, target, best,
+                                           meet, shift)
+        return prev, prev[:0], dst, best
+
+    @numba.njit(cache=True, nogil=True)
+    def _trace(prev_a, prev_b, src, meet, dst):
+        """Flat path src -> meet along prev_a, then meet -> dst along prev_b."""
+        count_a = 1
         w = meet
         while w != src:
             w = prev_a[w]
-            count += 1
+            count_a += 1
+        count = count_a
         w = meet
         while w != dst:
             w = prev_b[w]
             count += 1
         path = np.empty(count, dtype=np.int64)
-        k = count_a = 1
-        w = meet
-        while w != src:
-            w = prev_a[w]
-            count_a += 1
         w = meet
         for k in range(count_a - 1, -1, -1):
             path[k] = w
@@ -265,4 +295,4 @@ if numba is not None:
             w = prev_b[w]
             path[k] = w
             k += 1
-        return path, best
+        return path
