@@ -28,6 +28,7 @@ def main():
             ("scikit-image cg_mg", lambda: sk_rw(crop, seeds, mode="cg_mg", return_full_prob=True)[1]),
             (f"extremefast auto ({args.device})", lambda: random_walker(crop, seeds, return_full_prob=True,
                                                                        device=args.device)[1]),
+            ("extremefast cg_j (Jacobi-CG)", lambda: random_walker(crop, seeds, mode="cg_j", return_full_prob=True)[1]),
             ("extremefast gmg (own multigrid)", lambda: random_walker(crop, seeds, mode="gmg", return_full_prob=True)[1]),
             ("extremefast cg_mg (pyamg)", lambda: random_walker(crop, seeds, mode="cg_mg", return_full_prob=True)[1])]
     for name, fn in runs:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import CompactStencil, _compact_offdiag, _compact_row, _direction, _matvec_dot, numba
+from ._kernels import CompactStencil, _compact_offdiag, _compact_row, _direction, _dot, _matvec_dot, numba
 
 _COARSEST = 600  # nodes: a level this small is solved directly
 
@@ -206,12 +206,6 @@ if numba is not None:
             rr += np.float64(r[i]) * r[i]
         return rr
 
-    @numba.njit(parallel=True, cache=True)
-    def _dot(a, b):
-        s = 0.0
-        for i in numba.prange(a.shape[0]):
-            s += np.float64(a[i]) * b[i]
-        return s
 
 
 def _coarsen(S, W0, W1, W2, present):

@@ -11,7 +11,7 @@ from ..xp import array_module, has_module, resolve_device
 from ._laplacian import build_unknown_system, edge_weights
 from ._solvers import PyamgSolver, cg, jacobi_preconditioner
 
-MODES = ("auto", "gmg", "amg", "cg_mg", "cg_j", "cg", "bf")
+MODES = ("auto", "rb", "gmg", "amg", "cg_mg", "cg_j", "cg", "bf")
 
 
 def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, return_full_prob=False,
@@ -28,15 +28,19 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
         pixels removed from the graph.
     beta : float
         Diffusion penalty; edge weights are ``exp(-beta / (10 * std(data)) * grad^2) + 1e-10``.
-    mode : {None, 'auto', 'cg_j', 'gmg', 'cg_mg', 'amg', 'cg', 'bf'}
-        Solver. None/'auto' is the fastest measured: Jacobi-preconditioned CG with fused
-        compiled kernels (Numba on the CPU, CUDA on a GPU). 'gmg' is CG preconditioned by
-        this package's geometric multigrid V-cycle (Galerkin coarse operators, CPU): 8-16
-        iterations instead of ~110 and a 4x smaller median error, but no faster at the
-        same largest error on 128^3 crops. 'cg_mg'/'amg' use pyamg's
-        smoothed-aggregation hierarchy as preconditioner (CPU; its setup costs more than it
-        saves on random-walker crops, see the benchmarks); 'cg' plain CG; 'bf' a direct
-        sparse solve (small problems only).
+    mode : {None, 'auto', 'rb', 'cg_j', 'gmg', 'cg_mg', 'amg', 'cg', 'bf'}
+        Solver. None/'auto' is the fastest measured: 'rb' on the CPU, 'cg_j' on a GPU.
+        'rb' eliminates every other voxel of the grid (red-black ordering) and runs
+        Jacobi-CG on the remaining half (Numba, CPU): about 60% of the iterations of
+        'cg_j', each costing about one mat-vec; it solves to half of ``tol``, which keeps
+        its largest error below Jacobi-CG's. 'cg_j' is Jacobi-preconditioned CG, scikit-image's default
+        method, with fused compiled kernels (Numba on the CPU, CUDA on a GPU). 'gmg' is
+        CG preconditioned by this package's geometric multigrid V-cycle (Galerkin coarse
+        operators, CPU): 8-16 iterations and a smaller median error, but no faster at the
+        same largest error on 128^3 crops. 'cg_mg'/'amg' use pyamg's smoothed-aggregation
+        hierarchy as preconditioner (CPU; its setup costs more than it saves on
+        random-walker crops, see the benchmarks); 'cg' plain CG; 'bf' a direct sparse
+        solve (small problems only).
     tol : float
         Relative residual tolerance of each iterative solve.
     copy : bool
@@ -143,7 +147,7 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
     else:
         # Solve for all labels but the one whose seeds pull hardest (largest right-hand side):
         # a relative tolerance on the smaller right-hand sides is tighter in absolute terms.
-        norms = [float(xp.linalg.norm(rhs[:, k])) for k in range(nlabels)]
+        norms = [float((rhs[:, k].astype(np.float64) ** 2).sum()) for k in range(nlabels)]  # no BLAS: see _kernels._dot
         implied = int(np.argmax(norms))
         solved = [k for k in range(nlabels) if k != implied]
         guess = None
@@ -176,6 +180,10 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
 # everywhere, but a few weakly coupled voxels converge last; solving 10x tighter makes its
 # largest error no worse than Jacobi-CG's (and scikit-image's) at the requested tol.
 _GMG_TOL_FACTOR = 0.1
+# The same holds, less strongly, for the red-black reduced solve (_redblack.py): at the
+# requested tol its largest error is close to Jacobi-CG's, at half the tol clearly below it
+# for ~13% more iterations (benchmarks/bench_random_walker.py, tests/test_random_walker.py).
+_RB_TOL_FACTOR = 0.5
 
 
 def _as_float(data):
@@ -242,9 +250,12 @@ def _solve(am, A, rhs, tol, mode, x0=None):
     """Solve ``A X = rhs`` column by column with the chosen method (A: StencilMatrix)."""
     xp = am.xp
     if mode == "auto":
-        # measured (benchmarks/bench_random_walker.py): on 128^3 crops Jacobi-CG with fused
-        # kernels matches multigrid-CG in time at equal largest error, with no setup
-        mode = "cg_j"
+        # measured (benchmarks/bench_random_walker.py): on 128^3 crops the red-black reduced
+        # Jacobi-CG is the fastest CPU solve at a largest error below Jacobi-CG's; on a GPU
+        # the plain Jacobi-CG kernels
+        mode = "rb" if am.device == "cpu" else "cg_j"
+    if mode == "rb" and am.device == "cuda":
+        raise InputError("mode 'rb' runs on the CPU only for now; use mode='cg_j' (the default) on a GPU")
     if mode == "gmg" and am.device == "cuda":
         raise InputError("mode 'gmg' runs on the CPU only for now; use mode='cg_j' (the default) on a GPU")
     if mode in ("amg", "cg_mg") and am.device == "cuda":
@@ -269,10 +280,15 @@ def _solve(am, A, rhs, tol, mode, x0=None):
 
         M = MultigridPreconditioner(A)
         solve = lambda b, g: multigrid_cg(A, b, g, tol=tol * _GMG_TOL_FACTOR, M=M)
-    elif mode == "cg_j" and am.device == "cpu":
+    elif mode == "rb" or (mode == "cg_j" and am.device == "cpu"):
         from ._kernels import jacobi_cg_numba
+        from ._redblack import RedBlackSystem, redblack_cg
 
-        solve = lambda b, g: jacobi_cg_numba(A, b, g, tol=tol)
+        if mode == "rb" and RedBlackSystem.applies(A):
+            system = RedBlackSystem(A)
+            solve = lambda b, g: redblack_cg(A, b, g, tol=tol * _RB_TOL_FACTOR, system=system)
+        else:
+            solve = lambda b, g: jacobi_cg_numba(A, b, g, tol=tol)
     else:
         M = jacobi_preconditioner(am, A) if mode == "cg_j" else None
         check = 10 if am.device == "cuda" else 1
