@@ -253,3 +253,35 @@ def test_default_solve_is_closer_to_the_exact_answer_than_jacobi_cg():
     default = random_walker(crop, seeds, return_full_prob=True)[1]
     jacobi = random_walker(crop, seeds, mode="cg_j", return_full_prob=True)[1]
     assert np.abs(default - exact).max() < np.abs(jacobi - exact).max()
+
+
+@pytest.mark.parametrize("shape,channels", [((13, 11, 9), 1), ((1, 15, 16), 1), ((12, 10, 8), 2), ((9, 1, 7), 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_assembly_matches_array_module_assembly(rng, shape, channels, dtype):
+    from extremefast.random_walker._laplacian import assemble_cpu
+
+    am = array_module("cpu")
+    data = rng.normal(size=shape + (channels,))
+    labels = rng.integers(0, 4, size=shape).astype(np.int32)
+    active = rng.random(shape) > 0.15
+    spacing = (1.0, 1.5, 2.0)
+    A, rhs, unknown = assemble_cpu(data, labels, active, 3, spacing, 90.0, dtype=dtype)
+    ref_w = edge_weights(am, data.astype(dtype), spacing, 90.0)
+    R, ref_rhs, ref_unknown = build_unknown_system(am, ref_w, labels, 3, active, dtype=dtype)
+    tight = 1e-6 if dtype == np.float32 else 1e-13  # exp() of the two libraries may differ in the last bit
+    np.testing.assert_array_equal(unknown, ref_unknown)
+    np.testing.assert_array_equal(A.cols, R.cols)
+    np.testing.assert_allclose(A.vals, R.vals, rtol=tight, atol=tight)
+    np.testing.assert_allclose(rhs, ref_rhs, rtol=tight, atol=tight)
+    np.testing.assert_allclose(A.coupling, R.coupling, rtol=tight, atol=tight)
+
+
+@pytest.mark.parametrize("values", [[0, 1, 2], [-1, 0, 7, 3], [0, 5, 70000, -3], [True, False]])
+def test_label_values_equal_numpy_unique(rng, values):
+    import sys
+
+    rwm = sys.modules["extremefast.random_walker.random_walker"]
+    labels = rng.choice(np.array(values), size=(9, 8, 7))
+    out = rwm._label_values(labels)
+    np.testing.assert_array_equal(out, np.unique(labels))
+    assert out.dtype == labels.dtype

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._kernels import numba
+
 
 def edge_weights(am, data, spacing, beta, eps=1e-10):
     """Edge weights along each of the three axes (scikit-image's weighting).
@@ -140,3 +142,130 @@ class StencilMatrix:
                 (self.vals.T[keep], col_t[keep].astype(idt), indptr.astype(idt)), shape=self.shape)
             self._csr.has_sorted_indices = True
         return self._csr
+
+
+def assemble_cpu(data, labels, active, nlabels, spacing, beta, dtype=np.float32, eps=1e-10):
+    """:func:`edge_weights` + :func:`build_unknown_system` fused into two compiled passes
+    (Numba, CPU): the same ``(A, rhs, unknown)`` without the full-grid temporaries.
+
+    ``data`` (X, Y, Z, C), ``labels`` (X, Y, Z) with 0 unknown and 1..nlabels seeds,
+    ``active`` a bool mask or None. The array-module functions above are its reference.
+    """
+    from ..xp import array_module
+
+    am = array_module("cpu")
+    dtype = np.dtype(dtype)
+    if numba is None:  # pragma: no cover - numba is a dependency
+        w = edge_weights(am, data.astype(dtype), spacing, beta, eps)
+        return build_unknown_system(am, w, labels, nlabels, active, dtype=dtype)
+    data = np.ascontiguousarray(data, dtype=dtype)
+    std = float(data.std())
+    scale = -beta / (10.0 * std) if std > 0 else 0.0
+    if data.shape[-1] > 1:
+        scale /= np.sqrt(data.shape[-1])
+    lab = labels if active is None else np.where(active, labels, -1)
+    lab_p = np.full(tuple(s + 2 for s in lab.shape), -1, dtype=np.int32)
+    lab_p[1:-1, 1:-1, 1:-1] = lab
+    counts = np.empty(lab_p.shape[0], dtype=np.int64)
+    _count_unknowns(lab_p, counts)
+    starts = np.zeros(lab_p.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    n_u = int(starts[-1])
+    index_dtype = np.int32 if lab_p.size < 2**31 - 1 else np.int64
+    index = np.empty(lab_p.size, dtype=index_dtype)
+    _number_unknowns(lab_p, starts, index)
+    cols = np.empty((7, n_u), dtype=index_dtype)
+    vals = np.empty((7, n_u), dtype=dtype)
+    rhs = np.zeros((n_u, nlabels), dtype=dtype)
+    inv_spacing = 1.0 / np.asarray(spacing, dtype=np.float64)
+    coupling = np.empty(n_u, dtype=dtype)
+    _assemble_rows(lab_p, starts, data, inv_spacing, scale, eps, index, cols, vals, rhs, coupling)
+    unknown = (lab_p == 0)[1:-1, 1:-1, 1:-1]
+    A = StencilMatrix(am, cols, vals, unknown=unknown, coupling=coupling)
+    return A, rhs, unknown
+
+
+if numba is not None:
+
+    @numba.njit(parallel=True, cache=True)
+    def _count_unknowns(lab_p, counts):
+        for i in numba.prange(lab_p.shape[0]):
+            c = 0
+            for j in range(lab_p.shape[1]):
+                for k in range(lab_p.shape[2]):
+                    c += lab_p[i, j, k] == 0
+            counts[i] = c
+
+    @numba.njit(parallel=True, cache=True)
+    def _number_unknowns(lab_p, starts, index):
+        """index[p] = the unknown's row (-1 elsewhere), rows in grid order."""
+        n1, n2 = lab_p.shape[1], lab_p.shape[2]
+        for i in numba.prange(lab_p.shape[0]):
+            c = starts[i]
+            for j in range(n1):
+                for k in range(n2):
+                    p = (i * n1 + j) * n2 + k
+                    if lab_p[i, j, k] == 0:
+                        index[p] = c
+                        c += 1
+                    else:
+                        index[p] = -1
+
+    @numba.njit(cache=True, inline="always")
+    def _edge(flat_lab, index, data, i, j, k, a, b, c, q, inv_spacing, scale, eps, slot, r, cols, vals, rhs):
+        """The edge from unknown (i, j, k) to (a, b, c) (padded flat index q) in ELL slot
+        ``slot`` of row r; returns its weight (0 for no edge) and adds seed couplings."""
+        lq = flat_lab[q]
+        if lq < 0:
+            cols[slot, r] = -1  # inactive, or outside the grid
+            vals[slot, r] = 0.0
+            return 0.0
+        g2 = 0.0
+        for ch in range(data.shape[3]):
+            g = (data[a, b, c, ch] - data[i, j, k, ch]) * inv_spacing
+            g2 += g * g
+        w = vals.dtype.type(np.exp(scale * g2) + eps)
+        cols[slot, r] = index[q]
+        vals[slot, r] = -w
+        if lq > 0:
+            rhs[r, lq - 1] += w
+        return w
+
+    @numba.njit(parallel=True, cache=True)
+    def _assemble_rows(lab_p, starts, data, inv_spacing, scale, eps, index, cols, vals, rhs, coupling):
+        """The unknowns' rows, one plane of the grid per work item (rows are numbered in
+        grid order from ``starts``): six edge weights each (scikit-image's weighting), the
+        ELL row in the slot order of :func:`build_unknown_system`, seed couplings."""
+        n1, n2 = lab_p.shape[1], lab_p.shape[2]
+        s0 = n1 * n2
+        flat_lab = lab_p.ravel()
+        h0, h1, h2 = inv_spacing[0], inv_spacing[1], inv_spacing[2]
+        for ip in numba.prange(1, lab_p.shape[0] - 1):
+            r = starts[ip]
+            i = ip - 1
+            for jp in range(1, n1 - 1):
+                j = jp - 1
+                for kp in range(1, n2 - 1):
+                    if lab_p[ip, jp, kp] != 0:
+                        continue
+                    k = kp - 1
+                    p = (ip * n1 + jp) * n2 + kp
+                    d = _edge(flat_lab, index, data, i, j, k, i - 1, j, k, p - s0, h0, scale, eps, 0, r, cols, vals,
+                              rhs)
+                    d += _edge(flat_lab, index, data, i, j, k, i + 1, j, k, p + s0, h0, scale, eps, 6, r, cols, vals,
+                               rhs)
+                    d += _edge(flat_lab, index, data, i, j, k, i, j - 1, k, p - n2, h1, scale, eps, 1, r, cols, vals,
+                               rhs)
+                    d += _edge(flat_lab, index, data, i, j, k, i, j + 1, k, p + n2, h1, scale, eps, 5, r, cols, vals,
+                               rhs)
+                    d += _edge(flat_lab, index, data, i, j, k, i, j, k - 1, p - 1, h2, scale, eps, 2, r, cols, vals,
+                               rhs)
+                    d += _edge(flat_lab, index, data, i, j, k, i, j, k + 1, p + 1, h2, scale, eps, 4, r, cols, vals,
+                               rhs)
+                    cols[3, r] = r
+                    vals[3, r] = d
+                    acc = 0.0
+                    for lab in range(rhs.shape[1]):
+                        acc += rhs[r, lab]
+                    coupling[r] = acc
+                    r += 1

@@ -16,7 +16,9 @@ Galerkin operators here; see also Wesseling, *An Introduction to Multigrid Metho
 Smoother: red-black Gauss-Seidel, red then black before the coarse correction and black
 then red after it, so the V-cycle is a symmetric operator and a valid CG preconditioner.
 Levels with no unknown at a node keep an identity row there. The coarsest level (at most
-``_COARSEST`` nodes) is solved by a dense Cholesky factorisation.
+``_COARSEST`` nodes) is solved by a dense Cholesky factorisation, compiled here rather
+than called from LAPACK: a BLAS call leaves OpenBLAS threads spinning, which slows the
+compiled kernels that follow (see ``_kernels._dot``).
 
 The finest level works on the unknowns' vector (in :class:`CompactStencil` form); coarser
 levels on full grids. The plain reference is ``_multigrid_ref.py`` (scipy.sparse).
@@ -27,7 +29,7 @@ import numpy as np
 
 from ._kernels import CompactStencil, _compact_offdiag, _compact_row, _direction, _dot, _matvec_dot, numba
 
-_COARSEST = 600  # nodes: a level this small is solved directly
+_COARSEST = 100  # nodes: a level this small is solved directly (4^3 on 128^3 crops)
 
 
 if numba is not None:
@@ -208,6 +210,40 @@ if numba is not None:
 
 
 
+if numba is not None:
+
+    @numba.njit(cache=True)
+    def _cholesky(A):
+        """In place: the lower triangle of A becomes L with A = L L^T (A SPD, small)."""
+        n = A.shape[0]
+        for j in range(n):
+            d = A[j, j]
+            for k in range(j):
+                d -= A[j, k] * A[j, k]
+            d = np.sqrt(d)
+            A[j, j] = d
+            for i in range(j + 1, n):
+                s = A[i, j]
+                for k in range(j):
+                    s -= A[i, k] * A[j, k]
+                A[i, j] = s / d
+
+    @numba.njit(cache=True)
+    def _cholesky_solve(L, b):
+        """In place: b becomes (L L^T)^{-1} b."""
+        n = L.shape[0]
+        for i in range(n):
+            s = b[i]
+            for k in range(i):
+                s -= L[i, k] * b[k]
+            b[i] = s / L[i, i]
+        for i in range(n - 1, -1, -1):
+            s = b[i]
+            for k in range(i + 1, n):
+                s -= L[k, i] * b[k]
+            b[i] = s / L[i, i]
+
+
 def _coarsen(S, W0, W1, W2, present):
     """The Galerkin coarse level of grid arrays (seed coupling, forward weights, presence)."""
     shape = tuple((s + 1) // 2 for s in S.shape)
@@ -263,8 +299,6 @@ class MultigridPreconditioner:
     """
 
     def __init__(self, A, over_correction=1.4):
-        import scipy.linalg
-
         self.omega = over_correction
         self.fine = CompactStencil(A)
         W = self.fine.W
@@ -286,7 +320,8 @@ class MultigridPreconditioner:
         self.levels = [_GridLevel(*coarse, present)]
         while self.levels[-1].S.size > _COARSEST and min(self.levels[-1].S.shape) > 2:
             self.levels.append(self.levels[-1].coarsen())
-        self.coarse_factor = scipy.linalg.cho_factor(self.levels[-1].dense(), lower=True)
+        self.coarse_factor = self.levels[-1].dense()
+        _cholesky(self.coarse_factor)
 
     def __call__(self, r, out=None):
         """z = M^{-1} r: one V-cycle from a zero initial guess."""
@@ -303,11 +338,10 @@ class MultigridPreconditioner:
 
     def _cycle(self, k):
         """Leaves omega * (V-cycle of level k's b) in level k's x."""
-        import scipy.linalg
-
         lv = self.levels[k]
         if k == len(self.levels) - 1:
-            sol = scipy.linalg.cho_solve(self.coarse_factor, lv.b.astype(np.float64).ravel())
+            sol = lv.b.astype(np.float64).ravel()
+            _cholesky_solve(self.coarse_factor, sol)
             lv.x[...] = self.omega * sol.reshape(lv.x.shape)
             return
         lv.x[...] = 0

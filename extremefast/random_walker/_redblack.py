@@ -27,28 +27,59 @@ from ._kernels import _dot, numba
 
 if numba is not None:
 
+    @numba.njit(cache=True)
+    def _colour_rows(unknown, position, rows):
+        """Unknowns in grid order: position[row] = its index within its colour; rows[:n_red]
+        the red rows, rows[n_red:] the black ones. Returns n_red."""
+        n_red = 0
+        n_black = 0
+        row = 0
+        for i in range(unknown.shape[0]):
+            for j in range(unknown.shape[1]):
+                for k in range(unknown.shape[2]):
+                    if unknown[i, j, k]:
+                        if (i + j + k) % 2 == 0:
+                            position[row] = n_red
+                            n_red += 1
+                        else:
+                            position[row] = n_black
+                            n_black += 1
+                        row += 1
+        red = 0
+        black = n_red
+        row = 0
+        for i in range(unknown.shape[0]):
+            for j in range(unknown.shape[1]):
+                for k in range(unknown.shape[2]):
+                    if unknown[i, j, k]:
+                        if (i + j + k) % 2 == 0:
+                            rows[red] = row
+                            red += 1
+                        else:
+                            rows[black] = row
+                            black += 1
+                        row += 1
+        return n_red
+
     @numba.njit(parallel=True, cache=True)
-    def _split(cols, vals, colour, position, rows_r, rows_b, Rc, Rw, Rd, Bc, Bw, Bd):
-        """ELL rows -> one 6-column block per colour; columns index the other colour's
-        unknowns, weights are the positive edge weights (0 where no unknown neighbour)."""
-        for i in numba.prange(cols.shape[1]):
-            own = position[i]
-            if colour[i] == 0:
-                C, Wt, d = Rc, Rw, Rd
-            else:
-                C, Wt, d = Bc, Bw, Bd
-            d[own] = vals[3, i]
+    def _split(cols, vals, position, rows, C, Wt, d):
+        """ELL rows ``rows`` -> one colour's 6-column block; columns index the other
+        colour's unknowns, weights are the positive edge weights (0 where no unknown
+        neighbour)."""
+        for q in numba.prange(rows.shape[0]):
+            i = rows[q]
+            d[q] = vals[3, i]
             s = 0
             for j in range(7):
                 if j == 3:
                     continue
                 c = cols[j, i]
                 if c >= 0:
-                    C[s, own] = position[c]
-                    Wt[s, own] = -vals[j, i]
+                    C[s, q] = position[c]
+                    Wt[s, q] = -vals[j, i]
                 else:
-                    C[s, own] = 0
-                    Wt[s, own] = 0.0
+                    C[s, q] = 0
+                    Wt[s, q] = 0.0
                 s += 1
 
     @numba.njit(cache=True, inline="always")
@@ -117,32 +148,27 @@ class RedBlackSystem:
     def __init__(self, A):
         if A.unknown is None:
             raise ValueError("the red-black split needs the grid layout of the unknowns")
-        grid = np.flatnonzero(A.unknown)
-        shape = A.unknown.shape
-        i, rest = np.divmod(grid, shape[1] * shape[2])
-        j, k = np.divmod(rest, shape[2])
-        colour = ((i + j + k) & 1).astype(np.uint8)
-        self.red_rows = np.flatnonzero(colour == 0)
-        self.black_rows = np.flatnonzero(colour == 1)
-        position = np.empty(grid.size, dtype=A.cols.dtype)
-        position[self.red_rows] = np.arange(self.red_rows.size, dtype=A.cols.dtype)
-        position[self.black_rows] = np.arange(self.black_rows.size, dtype=A.cols.dtype)
+        n = A.shape[0]
+        position = np.empty(n, dtype=A.cols.dtype)
+        rows = np.empty(n, dtype=np.int64)
+        n_red = _colour_rows(A.unknown, position, rows)
+        self.red_rows, self.black_rows = rows[:n_red], rows[n_red:]
         dtype = A.vals.dtype
-        n_r, n_b = self.red_rows.size, self.black_rows.size
-        self.Rc = np.empty((6, n_r), dtype=A.cols.dtype)
-        self.Rw = np.empty((6, n_r), dtype=dtype)
-        self.Rd = np.empty(n_r, dtype=dtype)
-        self.Bc = np.empty((6, n_b), dtype=A.cols.dtype)
-        self.Bw = np.empty((6, n_b), dtype=dtype)
-        self.Bd = np.empty(n_b, dtype=dtype)
-        _split(A.cols, A.vals, colour, position, self.red_rows, self.black_rows,
-               self.Rc, self.Rw, self.Rd, self.Bc, self.Bw, self.Bd)
-        self.inv_Rd = (1.0 / self.Rd.astype(np.float64)).astype(dtype)
-        diag = np.empty(n_b)
-        _schur_diagonal(self.Bc, self.Bw, self.Bd, self.inv_Rd.astype(np.float64), diag)
+        blocks = []
+        for part in (self.red_rows, self.black_rows):
+            C = np.empty((6, part.size), dtype=A.cols.dtype)
+            Wt = np.empty((6, part.size), dtype=dtype)
+            d = np.empty(part.size, dtype=dtype)
+            _split(A.cols, A.vals, position, part, C, Wt, d)
+            blocks.append((C, Wt, d))
+        (self.Rc, self.Rw, self.Rd), (self.Bc, self.Bw, self.Bd) = blocks
+        inv_Rd = 1.0 / self.Rd.astype(np.float64)
+        self.inv_Rd = inv_Rd.astype(dtype)
+        diag = np.empty(self.black_rows.size)
+        _schur_diagonal(self.Bc, self.Bw, self.Bd, inv_Rd, diag)
         self.inv_S_diag = (1.0 / diag).astype(dtype)
         self.dtype = dtype
-        self.n = grid.size
+        self.n = n
 
     def apply_schur(self, p, out, t_r):
         """out = S p (t_r: work vector of the red size); returns p . out."""

@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 
 from ..errors import InputError
 from ..xp import array_module, has_module, resolve_device
-from ._laplacian import build_unknown_system, edge_weights
+from ._laplacian import assemble_cpu, build_unknown_system, edge_weights
 from ._solvers import PyamgSolver, cg, jacobi_preconditioner
 
 MODES = ("auto", "rb", "gmg", "amg", "cg_mg", "cg_j", "cg", "bf")
@@ -138,8 +138,12 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
     # float32 halves the memory traffic of the iterative solve; it resolves residuals down to
     # ~1e-5, so tighter tolerances and the direct and AMG solvers assemble in float64.
     dtype = np.float32 if (mode in ("auto", "gmg", "cg_j") and tol >= 1e-5) else np.float64
-    weights = edge_weights(am, am.asarray(data, dtype=dtype), spacing, beta)
-    A, rhs, unknown = build_unknown_system(am, weights, am.asarray(seeds), nlabels, am.asarray(active), dtype=dtype)
+    if am.device == "cpu":
+        A, rhs, unknown = assemble_cpu(data, seeds, active, nlabels, spacing, beta, dtype=dtype)
+    else:
+        weights = edge_weights(am, am.asarray(data, dtype=dtype), spacing, beta)
+        A, rhs, unknown = build_unknown_system(am, weights, am.asarray(seeds), nlabels, am.asarray(active),
+                                               dtype=dtype)
     x0_u = am.asarray(x0_flat)[unknown] if x0_flat is not None else None
     if nlabels == 1:
         # a single label: the harmonic function with all boundary values 1 is exactly 1
@@ -203,7 +207,7 @@ def _preprocess(labels):
     do seeds with no unknown voxel to reach, exactly as scikit-image prunes its graph.
     Returns None when there is nothing to solve.
     """
-    values = np.unique(labels)
+    values = _label_values(labels)
     if values.max() <= 0:
         raise InputError("labels hold no seeds: give at least one positive label value")
     if not np.any(values == 0):
@@ -234,8 +238,18 @@ def _preprocess(labels):
     return seeds, len(positive_values), active, isolated_seeds
 
 
+def _label_values(labels):
+    """The distinct values of an integer label array, sorted (np.unique without the sort
+    when their range is small, as seed arrays' is)."""
+    lo, hi = int(labels.min()), int(labels.max())
+    if hi - lo < 2**16:
+        counts = np.bincount((labels.ravel() - lo) if lo != 0 else labels.ravel(), minlength=hi - lo + 1)
+        return (np.flatnonzero(counts) + lo).astype(labels.dtype)
+    return np.unique(labels)
+
+
 def _labels_only_output(labels, return_full_prob):
-    values = np.unique(labels)
+    values = _label_values(labels)
     positive_values = values[values > 0]
     if return_full_prob:
         return np.stack([(labels == v).astype(np.float64) for v in positive_values])
