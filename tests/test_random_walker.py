@@ -285,3 +285,21 @@ def test_label_values_equal_numpy_unique(rng, values):
     out = rwm._label_values(labels)
     np.testing.assert_array_equal(out, np.unique(labels))
     assert out.dtype == labels.dtype
+
+
+@pytest.mark.parametrize("mode", ["auto", "rb", "cg_j", "gmg"])
+@pytest.mark.parametrize("dtype_tol", [1e-3, 1e-6])
+def test_same_bits_whatever_the_thread_count(rng, mode, dtype_tol):
+    """Reductions sum fixed chunks in a fixed order (tol 1e-6 runs in float64)."""
+    import numba
+
+    data, labels = _problem(rng, (24, 21, 19))
+    before = numba.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(threads)
+            runs.append(random_walker(data, labels, beta=60, mode=mode, tol=dtype_tol, return_full_prob=True))
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(runs[0], runs[1])

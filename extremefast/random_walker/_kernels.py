@@ -13,6 +13,10 @@ try:
 except ImportError:  # pragma: no cover
     numba = None
 
+# Work items of the fused loops that reduce: partial sums per fixed chunk, added in order at
+# the end, so a reduction gives the same bits whatever the number of threads.
+_CHUNKS = 256
+
 
 def ell_matvec(am, cols, vals, x):
     if am.device == "cuda":
@@ -23,6 +27,15 @@ def ell_matvec(am, cols, vals, x):
 
 
 if numba is not None:
+
+    @numba.njit(cache=True)
+    def _ordered_sum(partial):
+        """Sum in index order. (Not ``partial.sum()``: inside a parallel function Numba
+        turns that into a parallel reduction whose result depends on the thread count.)"""
+        total = 0.0
+        for v in partial:
+            total += v
+        return total
 
     @numba.njit(cache=True, inline="always")
     def _row(cols, vals, x, i):
@@ -38,48 +51,58 @@ if numba is not None:
         for i in numba.prange(cols.shape[1]):
             y[i] = _row(cols, vals, x, i)
 
-    _CHUNKS = 256  # work items of the fused loops; partial sums per chunk, added at the end
-
     @numba.njit(parallel=True, cache=True)
     def _matvec_dot(cols, vals, p, ap):
         """ap = A p; returns p . ap accumulated in float64 (per-chunk partial sums rather
         than a prange reduction, which some Numba versions fail to analyse here)."""
         n = cols.shape[1]
-        chunks = _CHUNKS
-        partial = np.zeros(chunks)
-        size = (n + chunks - 1) // chunks
-        for ch in numba.prange(chunks):
+        partial = np.zeros(_CHUNKS)
+        size = (n + _CHUNKS - 1) // _CHUNKS
+        for ch in numba.prange(_CHUNKS):
             total = 0.0
             for i in range(ch * size, min(n, (ch + 1) * size)):
                 acc = _row(cols, vals, p, i)
                 ap[i] = acc
                 total += np.float64(p[i]) * acc
             partial[ch] = total
-        return partial.sum()
+        return _ordered_sum(partial)
 
     @numba.njit(parallel=True, cache=True)
     def _update(x, r, p, ap, inv_diag, alpha, z):
-        """x += alpha p; r -= alpha ap; z = r / diag; returns (r . z, r . r)."""
+        """x += alpha p; r -= alpha ap; z = r / diag; returns (r . z, r . r), summed in
+        fixed chunks (the same result whatever the thread count)."""
         n = x.shape[0]
-        rz = 0.0
-        rr = 0.0
-        for i in numba.prange(n):
-            x[i] += alpha * p[i]
-            r[i] -= alpha * ap[i]
-            z[i] = r[i] * inv_diag[i]
-            rz += np.float64(r[i]) * z[i]
-            rr += np.float64(r[i]) * r[i]
-        return rz, rr
+        size = (n + _CHUNKS - 1) // _CHUNKS
+        partial_rz = np.zeros(_CHUNKS)
+        partial_rr = np.zeros(_CHUNKS)
+        for ch in numba.prange(_CHUNKS):
+            rz = 0.0
+            rr = 0.0
+            for i in range(ch * size, min(n, (ch + 1) * size)):
+                x[i] += alpha * p[i]
+                r[i] -= alpha * ap[i]
+                z[i] = r[i] * inv_diag[i]
+                rz += np.float64(r[i]) * z[i]
+                rr += np.float64(r[i]) * r[i]
+            partial_rz[ch] = rz
+            partial_rr[ch] = rr
+        return _ordered_sum(partial_rz), _ordered_sum(partial_rr)
 
     @numba.njit(parallel=True, cache=True)
     def _dot(a, b):
-        """a . b accumulated in float64. The solvers use this rather than np.dot: a BLAS
-        call leaves OpenBLAS's threads spinning for ~0.1 s, and they take the cores from
-        the compiled kernels that follow (measured: 5x slower kernels right after one)."""
-        s = 0.0
-        for i in numba.prange(a.shape[0]):
-            s += np.float64(a[i]) * b[i]
-        return s
+        """a . b accumulated in float64 over fixed chunks. The solvers use this rather than
+        np.dot: a BLAS call leaves OpenBLAS's threads spinning for ~0.1 s, and they take the
+        cores from the compiled kernels that follow (measured: 5x slower kernels right
+        after one)."""
+        n = a.shape[0]
+        size = (n + _CHUNKS - 1) // _CHUNKS
+        partial = np.zeros(_CHUNKS)
+        for ch in numba.prange(_CHUNKS):
+            s = 0.0
+            for i in range(ch * size, min(n, (ch + 1) * size)):
+                s += np.float64(a[i]) * b[i]
+            partial[ch] = s
+        return _ordered_sum(partial)
 
     @numba.njit(parallel=True, cache=True)
     def _direction(p, z, beta):

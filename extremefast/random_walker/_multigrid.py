@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import CompactStencil, _compact_offdiag, _compact_row, _direction, _dot, _matvec_dot, numba
+from ._kernels import (_CHUNKS, CompactStencil, _compact_offdiag, _compact_row, _direction, _dot, _matvec_dot,
+                       _ordered_sum, numba)
 
 _COARSEST = 100  # nodes: a level this small is solved directly (4^3 on 128^3 crops)
 
@@ -200,13 +201,18 @@ if numba is not None:
 
     @numba.njit(parallel=True, cache=True)
     def _axpy_residual(x, r, p, ap, alpha):
-        """x += alpha p; r -= alpha ap; returns r . r in float64."""
-        rr = 0.0
-        for i in numba.prange(x.shape[0]):
-            x[i] += alpha * p[i]
-            r[i] -= alpha * ap[i]
-            rr += np.float64(r[i]) * r[i]
-        return rr
+        """x += alpha p; r -= alpha ap; returns r . r in float64 (fixed chunks)."""
+        n = x.shape[0]
+        size = (n + _CHUNKS - 1) // _CHUNKS
+        partial = np.zeros(_CHUNKS)
+        for ch in numba.prange(_CHUNKS):
+            rr = 0.0
+            for i in range(ch * size, min(n, (ch + 1) * size)):
+                x[i] += alpha * p[i]
+                r[i] -= alpha * ap[i]
+                rr += np.float64(r[i]) * r[i]
+            partial[ch] = rr
+        return _ordered_sum(partial)
 
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import _dot, numba
+from ._kernels import _CHUNKS, _ordered_sum, _dot, numba
 
 if numba is not None:
 
@@ -103,17 +103,16 @@ if numba is not None:
     def _black_apply_dot(Bc, Bw, Bd, t_r, p, sp):
         """sp = D_b p - W^T t_r (so S p when t_r = D_r^{-1} W p); returns p . sp in float64."""
         n = p.shape[0]
-        chunks = 256
-        partial = np.zeros(chunks)
-        size = (n + chunks - 1) // chunks
-        for ch in numba.prange(chunks):
+        partial = np.zeros(_CHUNKS)
+        size = (n + _CHUNKS - 1) // _CHUNKS
+        for ch in numba.prange(_CHUNKS):
             total = 0.0
             for i in range(ch * size, min(n, (ch + 1) * size)):
                 v = Bd[i] * p[i] - _gather(Bc, Bw, t_r, i)
                 sp[i] = v
                 total += np.float64(p[i]) * v
             partial[ch] = total
-        return partial.sum()
+        return _ordered_sum(partial)
 
     @numba.njit(parallel=True, cache=True)
     def _schur_diagonal(Bc, Bw, Bd, inv_Rd, out):

@@ -137,7 +137,7 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
     xp = am.xp
     # float32 halves the memory traffic of the iterative solve; it resolves residuals down to
     # ~1e-5, so tighter tolerances and the direct and AMG solvers assemble in float64.
-    dtype = np.float32 if (mode in ("auto", "gmg", "cg_j") and tol >= 1e-5) else np.float64
+    dtype = np.float32 if (mode in ("auto", "rb", "gmg", "cg_j") and tol >= 1e-5) else np.float64
     if am.device == "cpu":
         A, rhs, unknown = assemble_cpu(data, seeds, active, nlabels, spacing, beta, dtype=dtype)
     else:
