@@ -4,10 +4,15 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <torch/extension.h>
 
-extern "C" int extremefast_band_apply(const float*, const float*, float*, int64_t, int, int64_t, int, cudaStream_t);
+extern "C" int extremefast_band_apply_f32(const float*, const float*, float*, int64_t, int, int64_t, int,
+                                          cudaStream_t);
+extern "C" int extremefast_band_apply_f64(const double*, const double*, double*, int64_t, int, int64_t, int,
+                                          cudaStream_t);
 extern "C" int64_t extremefast_loss_blocks(int64_t);
-extern "C" int extremefast_band_apply_loss(const float*, const float*, const float*, float*, float*, int64_t, int,
-                                           int64_t, int, float, cudaStream_t);
+extern "C" int extremefast_band_apply_loss_f32(const float*, const float*, const float*, float*, float*, int64_t,
+                                               int, int64_t, int, float, cudaStream_t);
+extern "C" int extremefast_band_apply_loss_f64(const double*, const double*, const double*, double*, double*,
+                                               int64_t, int, int64_t, int, double, cudaStream_t);
 
 namespace {
 
@@ -16,8 +21,13 @@ void check_launch(int err) { TORCH_CHECK(err == 0, "extremefast point-loss kerne
 at::Tensor band(const at::Tensor& x, const at::Tensor& m, int64_t A, int64_t L, int64_t B, int64_t H) {
   auto out = at::empty_like(x);
   auto stream = at::cuda::getCurrentCUDAStream();
-  check_launch(extremefast_band_apply(x.data_ptr<float>(), m.data_ptr<float>(), out.data_ptr<float>(), A, (int)L, B,
-                                      (int)H, stream));
+  if (x.scalar_type() == at::kDouble) {
+    check_launch(extremefast_band_apply_f64(x.data_ptr<double>(), m.data_ptr<double>(), out.data_ptr<double>(), A,
+                                            (int)L, B, (int)H, stream));
+  } else {
+    check_launch(extremefast_band_apply_f32(x.data_ptr<float>(), m.data_ptr<float>(), out.data_ptr<float>(), A,
+                                            (int)L, B, (int)H, stream));
+  }
   return out;
 }
 
@@ -28,8 +38,10 @@ std::tuple<at::Tensor, at::Tensor> point_loss_fused(const at::Tensor& prediction
   TORCH_CHECK(prediction.dim() == 5, "point_loss_fused: prediction must be (N, C, L0, L1, L2), got ", prediction.sizes());
   TORCH_CHECK(prediction.sizes() == point_channel.sizes(), "point_loss_fused: point_channel shape ",
               point_channel.sizes(), " differs from prediction ", prediction.sizes());
-  TORCH_CHECK(prediction.scalar_type() == at::kFloat && point_channel.scalar_type() == at::kFloat,
-              "point_loss_fused: float32 tensors expected");
+  const auto dtype = prediction.scalar_type();
+  TORCH_CHECK((dtype == at::kFloat || dtype == at::kDouble) && point_channel.scalar_type() == dtype &&
+                  m0.scalar_type() == dtype && m1.scalar_type() == dtype && m2.scalar_type() == dtype,
+              "point_loss_fused: all tensors float32, or all float64, expected");
   auto p = prediction.contiguous();
   auto g = point_channel.contiguous();
   const int64_t nc = p.size(0) * p.size(1), l0 = p.size(2), l1 = p.size(3), l2 = p.size(4);
@@ -42,9 +54,15 @@ std::tuple<at::Tensor, at::Tensor> point_loss_fused(const at::Tensor& prediction
   const int64_t total = p.numel();
   auto partial = at::empty({extremefast_loss_blocks(total)}, p.options());
   auto stream = at::cuda::getCurrentCUDAStream();
-  check_launch(extremefast_band_apply_loss(x.data_ptr<float>(), c0.data_ptr<float>(), g.data_ptr<float>(),
-                                           seed.data_ptr<float>(), partial.data_ptr<float>(), nc, (int)l0, l1 * l2,
-                                           (int)half_band, 2.0f / (float)total, stream));
+  if (dtype == at::kDouble) {
+    check_launch(extremefast_band_apply_loss_f64(x.data_ptr<double>(), c0.data_ptr<double>(), g.data_ptr<double>(),
+                                                 seed.data_ptr<double>(), partial.data_ptr<double>(), nc, (int)l0,
+                                                 l1 * l2, (int)half_band, 2.0 / (double)total, stream));
+  } else {
+    check_launch(extremefast_band_apply_loss_f32(x.data_ptr<float>(), c0.data_ptr<float>(), g.data_ptr<float>(),
+                                                 seed.data_ptr<float>(), partial.data_ptr<float>(), nc, (int)l0,
+                                                 l1 * l2, (int)half_band, 2.0f / (float)total, stream));
+  }
   auto loss = -partial.sum() / (double)total;
   // backward: transposed operators in reverse order
   auto y = band(seed, c0.t().contiguous(), nc, l0, l1 * l2, half_band);

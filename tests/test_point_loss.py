@@ -74,8 +74,16 @@ for shape in [(1, 1, 5, 6, 7), (2, 1, 9, 10, 11), (3, 1, 17, 33, 12), (1, 1, 40,
     assert abs(out.item() - ref.item()) < 1e-6 * abs(ref.item()), (shape, out.item(), ref.item())
     err = ((g_out - 2.0 * g_ref).abs().max() / g_ref.abs().max()).item()
     assert err < 1e-5, (shape, err)
-    # the kernel's own float64 gradient check is not possible (float32 kernel); its gradient
-    # is compared with the float64 reference's above
+# float64 kernels: value equal to the reference and gradient equal to finite differences
+for shape in [(1, 1, 3, 4, 5), (2, 1, 4, 2, 3)]:
+    g = torch.Generator().manual_seed(sum(shape))
+    p = torch.rand(shape, generator=g, dtype=torch.float64).requires_grad_(True)
+    e = torch.rand(shape, generator=g, dtype=torch.float64)
+    out = point_loss(p, e, num_filters=3, backend="triton", validate=False)
+    assert out.dtype == torch.float64
+    assert abs(out.item() - point_loss_reference(p, e, 3, 3).item()) < 1e-14, shape
+    assert torch.autograd.gradcheck(lambda x: point_loss(x, e, num_filters=3, backend="triton", validate=False),
+                                    (p,), eps=1e-6, atol=1e-10)
 print("TRITON_OK")
 """
     env = dict(os.environ, TRITON_INTERPRET="1")
@@ -105,6 +113,17 @@ def test_gpu_backends_match_reference(backend, shape):
     (g_ref,) = torch.autograd.grad(ref, p)
     torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-7)
     assert ((g.double() - g_ref).abs().max() / g_ref.abs().max()).item() < 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_backends_float64_gradcheck(backend):
+    p, e = _inputs((2, 1, 4, 5, 3), torch.float64, "cuda")
+    out = point_loss(p, e, num_filters=3, backend=backend, validate=False)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, point_loss_reference(p, e, 3, 3), rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda x: point_loss(x, e, num_filters=3, backend=backend, validate=False),
+                                    (p,), eps=1e-6, atol=1e-10)
 
 
 @pytest.mark.gpu

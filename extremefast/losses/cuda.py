@@ -74,9 +74,10 @@ def cuda_extension_available() -> bool:
 
 def _forward_cuda(prediction, point_channel, num_filters, kernel_size):
     dev = prediction.device
-    ms = [box_operator(L, num_filters, kernel_size, torch.float32, dev) for L in prediction.shape[2:]]
+    dtype = torch.float64 if prediction.dtype == torch.float64 else torch.float32  # float64: gradient checks
+    ms = [box_operator(L, num_filters, kernel_size, dtype, dev) for L in prediction.shape[2:]]
     half_band = num_filters * (kernel_size // 2)
-    return torch.ops.extremefast.point_loss_fused(prediction.float(), point_channel.float(), *ms, half_band)
+    return torch.ops.extremefast.point_loss_fused(prediction.to(dtype), point_channel.to(dtype), *ms, half_band)
 
 
 def point_loss_cuda(prediction, point_channel, num_filters: int = 25, kernel_size: int = 3):

@@ -8,7 +8,9 @@ The last forward pass (axis 0) is fused with the loss: it forms G0, the boundary
 exp(-(G0 - 0.5)^2), one partial sum of the loss per program (summed afterwards, so the
 result is deterministic) and the gradient seed dL/dG0; the backward applies M^T along
 the three axes to that seed. Products use full float32 precision (``ieee``), not tf32,
-so the kernels agree with the reference to float32 rounding.
+so the kernels agree with the reference to float32 rounding. The kernels compute in the
+prediction's precision: float32, or float64 for a float64 prediction (used for the
+gradient check against finite differences).
 """
 from __future__ import annotations
 
@@ -27,12 +29,12 @@ def _rows_times_mt(x_ptr, m_ptr, y_ptr, R, L, BLOCK_R: tl.constexpr, BLOCK_I: tl
     pid_i = tl.program_id(1)
     rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
-    acc = tl.zeros((BLOCK_R, BLOCK_I), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_R, BLOCK_I), dtype=y_ptr.dtype.element_ty)
     for k0 in range(0, L, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         x = tl.load(x_ptr + rows[:, None] * L + ks[None, :], mask=(rows[:, None] < R) & (ks[None, :] < L), other=0.0)
         mt = tl.load(m_ptr + cols[None, :] * L + ks[:, None], mask=(cols[None, :] < L) & (ks[:, None] < L), other=0.0)
-        acc += tl.dot(x, mt, input_precision="ieee")
+        acc = tl.dot(x, mt, acc, input_precision="ieee")
     tl.store(y_ptr + rows[:, None] * L + cols[None, :], acc, mask=(rows[:, None] < R) & (cols[None, :] < L))
 
 
@@ -44,12 +46,12 @@ def _slab_tile(x_ptr, m_ptr, L, B, BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr,
     base = tl.program_id(0).to(tl.int64) * L * B
     ii = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
     bb = tl.program_id(2) * BLOCK_B + tl.arange(0, BLOCK_B)
-    acc = tl.zeros((BLOCK_I, BLOCK_B), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_I, BLOCK_B), dtype=x_ptr.dtype.element_ty)
     for k0 in range(0, L, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         m = tl.load(m_ptr + ii[:, None] * L + ks[None, :], mask=(ii[:, None] < L) & (ks[None, :] < L), other=0.0)
         x = tl.load(x_ptr + base + ks[:, None] * B + bb[None, :], mask=(ks[:, None] < L) & (bb[None, :] < B), other=0.0)
-        acc += tl.dot(m, x, input_precision="ieee")
+        acc = tl.dot(m, x, acc, input_precision="ieee")
     return acc, base, ii, bb
 
 
@@ -103,18 +105,19 @@ def _apply_middle(x, m, A, L, B):
 def point_loss_triton_forward(prediction, point_channel, num_filters, kernel_size):
     """Returns (loss, dL/dprediction); both computed in one call (the backward is cheap
     once the seed exists, and saving the seed avoids recomputing the forward)."""
-    pred = prediction.contiguous().float()
-    g = point_channel.contiguous().float()
+    dtype = torch.float64 if prediction.dtype == torch.float64 else torch.float32
+    pred = prediction.contiguous().to(dtype)
+    g = point_channel.contiguous().to(dtype)
     n, c, l0, l1, l2 = pred.shape
     dev = pred.device
-    ms = [box_operator(L, num_filters, kernel_size, torch.float32, dev).contiguous() for L in (l0, l1, l2)]
+    ms = [box_operator(L, num_filters, kernel_size, dtype, dev).contiguous() for L in (l0, l1, l2)]
     x = _apply_last(pred, ms[2])
     x = _apply_middle(x, ms[1], n * c * l0, l1, l2)
     # fused last pass
     seed = torch.empty_like(x)
     bi, bb, bk = _block(l0, 64), _block(l1 * l2, 64), _block(l0, 32)
     grid = (n * c, triton.cdiv(l0, bi), triton.cdiv(l1 * l2, bb))
-    partial = torch.empty(grid[0] * grid[1] * grid[2], dtype=torch.float32, device=dev)
+    partial = torch.empty(grid[0] * grid[1] * grid[2], dtype=dtype, device=dev)
     _m_times_slab_loss[grid](x, ms[0], g, seed, partial, l0, l1 * l2, 1.0 / pred.numel(),
                              BLOCK_I=bi, BLOCK_B=bb, BLOCK_K=bk)
     loss = -partial.sum() / pred.numel()
