@@ -79,7 +79,7 @@ def _rw_problems(draw):
 
 
 @FAST
-@given(_rw_problems(), st.sampled_from(["cg_j", "bf"]))
+@given(_rw_problems(), st.sampled_from(["auto", "rb", "cg_j", "gmg", "bf"]))
 def test_random_walker_properties(problem, mode):
     """Probabilities in [0, 1] (exactly for the direct solve; within prob_tol, or with a
     warning, for the iterative one), summing to 1; seeds respected; relabelling the seeds
