@@ -14,6 +14,7 @@ def main():
     p = parser(__doc__)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=8, help="cases solved together by random_walker_batch (GPU only)")
     args = p.parse_args()
     from skimage.segmentation import random_walker as sk_rw
 
@@ -21,22 +22,40 @@ def main():
 
     crop, seeds, *_ = realistic_crop(size=args.size)
     warnings.simplefilter("ignore")
-    ref = random_walker(crop, seeds, mode="cg_j", tol=1e-8, return_full_prob=True)[1]
+    ref = random_walker(crop, seeds, mode="cg_j", tol=1e-8, return_full_prob=True, device="cpu")[1]
     rows = []
     results = {}
     runs = [("scikit-image cg_j (default)", lambda: sk_rw(crop, seeds, return_full_prob=True)[1]),
             ("scikit-image cg_mg", lambda: sk_rw(crop, seeds, mode="cg_mg", return_full_prob=True)[1]),
             (f"extremefast auto ({args.device})", lambda: random_walker(crop, seeds, return_full_prob=True,
                                                                        device=args.device)[1]),
-            ("extremefast cg_j (Jacobi-CG)", lambda: random_walker(crop, seeds, mode="cg_j", return_full_prob=True)[1]),
-            ("extremefast gmg (own multigrid)", lambda: random_walker(crop, seeds, mode="gmg", return_full_prob=True)[1]),
-            ("extremefast cg_mg (pyamg)", lambda: random_walker(crop, seeds, mode="cg_mg", return_full_prob=True)[1])]
+            ("extremefast cg_j (Jacobi-CG, cpu)", lambda: random_walker(crop, seeds, mode="cg_j", return_full_prob=True,
+                                                                        device="cpu")[1]),
+            ("extremefast gmg (own multigrid, cpu)", lambda: random_walker(crop, seeds, mode="gmg",
+                                                                           return_full_prob=True)[1]),
+            ("extremefast cg_mg (pyamg, cpu)", lambda: random_walker(crop, seeds, mode="cg_mg",
+                                                                     return_full_prob=True)[1])]
     for name, fn in runs:
         out = fn()  # checked before timing
         err = float(np.abs(out - ref).max())
         results[name] = timeit(fn, repeat=args.repeat, warmup=1 if "cuda" in name else 0)
         rows.append({"method": name, "seconds": results[name], "max |p - p_ref|": err,
                      "unknowns": int((seeds == 0).sum())})
+    if args.device == "cuda" and args.batch > 0:
+        from extremefast import random_walker_batch
+
+        problems = [(crop, seeds)] + [realistic_crop(organ=o, seed=k, size=args.size)[:2]
+                                      for o, k in [(1, 3), (3, 3), (5, 0), (1, 0), (3, 0), (6, 3), (6, 0)]]
+        problems = (problems * (1 + args.batch // len(problems)))[:args.batch]
+        refs = [random_walker(c, s, mode="cg_j", tol=1e-8, return_full_prob=True, device="cpu")[1]
+                for c, s in problems]
+        run = lambda: random_walker_batch([c for c, _ in problems], [s for _, s in problems], device="cuda")
+        outs = run()  # checked before timing
+        err = max(float(np.abs(o[1] - r).max()) for o, r in zip(outs, refs))
+        name = f"extremefast random_walker_batch, {args.batch} cases (cuda), per case"
+        results[name] = timeit(run, repeat=args.repeat, warmup=1) / args.batch
+        rows.append({"method": name, "seconds": results[name], "max |p - p_ref|": err,
+                     "unknowns": int(sum((s == 0).sum() for _, s in problems) // args.batch)})
     base = results["scikit-image cg_j (default)"]
     for r in rows:
         r["speed-up vs scikit-image default"] = base / r["seconds"]

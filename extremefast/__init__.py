@@ -1,7 +1,7 @@
 """extremefast: weakly supervised 3D segmentation from six extreme-point clicks, fast."""
 from ._version import __version__
 from .errors import BackendUnavailable, DataError, ExtremefastError, InputError
-from .random_walker import random_walker
+from .random_walker import random_walker, random_walker_batch
 
 
 def __getattr__(name):
@@ -17,5 +17,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'extremefast' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "random_walker", "point_loss", "annotate", "ExtremefastError", "InputError",
+__all__ = ["__version__", "random_walker", "random_walker_batch", "point_loss", "annotate", "ExtremefastError", "InputError",
            "DataError", "BackendUnavailable"]

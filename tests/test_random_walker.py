@@ -9,6 +9,7 @@ from scipy.sparse.linalg import spsolve
 from skimage.segmentation import random_walker as sk_random_walker
 
 from extremefast import random_walker
+from extremefast.random_walker import random_walker_batch
 from extremefast.errors import InputError
 from extremefast.random_walker._kernels import jacobi_cg_numba
 from extremefast.random_walker._laplacian import build_unknown_system, edge_weights
@@ -153,6 +154,13 @@ def test_gpu_random_walker_matches_cpu(rng):
     np.testing.assert_allclose(gpu, cpu, atol=1e-3)
     np.testing.assert_array_equal(random_walker(data, labels, beta=30, device="cuda", tol=1e-6),
                                   random_walker(data, labels, beta=30, device="cpu", tol=1e-6))
+    # the batched GPU solve: several cases of different sizes and label counts at once
+    cases = [(data, labels), _problem(rng, (25, 31, 17), nlabels=3), _problem(rng, (33, 20))]
+    batched = random_walker_batch([d for d, _ in cases], [lab for _, lab in cases], beta=30, tol=1e-6,
+                                  device="cuda")
+    for out, (d, lab) in zip(batched, cases):
+        np.testing.assert_allclose(out, random_walker(d, lab, beta=30, tol=1e-6, return_full_prob=True,
+                                                      device="cpu"), atol=1e-3)
 
 
 @pytest.mark.parametrize("shape", [(19, 14, 11), (40, 29, 21)])
@@ -303,3 +311,63 @@ def test_same_bits_whatever_the_thread_count(rng, mode, dtype_tol):
     finally:
         numba.set_num_threads(before)
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_batched_solve_equals_separate_solves(rng):
+    """The stacked GPU path, run here on numpy: per-case step lengths make it the separate
+    solves; cases of different sizes, dimensions, label counts, a warm start and a case
+    with nothing to solve."""
+    import sys
+
+    rwm = sys.modules["extremefast.random_walker.random_walker"]
+    cases = [_problem(rng, (13, 11, 9)), _problem(rng, (17, 19)), _problem(rng, (9, 10, 11), nlabels=3),
+             _problem(rng, (12, 12, 6), negative=True)]
+    nothing = np.ones((5, 6, 7), dtype=np.int32)
+    nothing[0] = 2
+    datas = [d for d, _ in cases] + [rng.normal(size=nothing.shape)]
+    labels = [lab for _, lab in cases] + [nothing]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        separate = [random_walker(d, lab, beta=60, tol=1e-7, mode="cg_j", return_full_prob=True)
+                    for d, lab in zip(datas, labels)]
+        x0 = [None, separate[1][0], None, None, None]
+        problems = [rwm._prepare(d, lab, None, None, g) for d, lab, g in zip(datas, labels, x0)]
+        batched = rwm._solve_stacked(array_module("cpu"), problems, 60, 1e-7, 3, 1e-3)
+        public = random_walker_batch(datas, labels, beta=60, tol=1e-7, device="cpu")
+    for ours, ref, pub in zip(batched, separate, public):
+        assert ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, atol=2e-5)
+        np.testing.assert_allclose(pub, ref, atol=2e-5)
+
+
+def test_batched_jacobi_cg_stops_each_case_at_its_own_tolerance(rng):
+    from extremefast.random_walker._laplacian import stack_systems
+    from extremefast.random_walker._solvers import batched_jacobi_cg
+
+    am = array_module("cpu")
+    systems = []
+    for shape, beta in (((14, 13, 12), 30.0), ((9, 8, 7), 900.0)):
+        data, labels = _problem(rng, shape)
+        w = edge_weights(am, data[..., None], np.ones(3), beta)
+        systems.append(build_unknown_system(am, w, labels, 2, dtype=np.float64))
+    A, case = stack_systems(am, [s[0] for s in systems])
+    b = np.concatenate([s[1][:, 0] for s in systems])
+    x, converged = batched_jacobi_cg(am, A, b, case, 2, tol=1e-6)
+    assert converged.all()
+    start = 0
+    for A_c, rhs, _ in systems:
+        stop = start + A_c.shape[0]
+        res = np.linalg.norm(rhs[:, 0] - A_c.tocsr() @ x[start:stop])
+        assert res <= 1e-6 * np.linalg.norm(rhs[:, 0]) * 1.0001
+        start = stop
+    _, converged = batched_jacobi_cg(am, A, b, case, 2, tol=1e-12, maxiter=3)
+    assert not converged.any()
+    # the iterates are those of separate Jacobi-CG solves (the plain reference), step by step
+    x5, _ = batched_jacobi_cg(am, A, b, case, 2, tol=1e-14, maxiter=5, check_every=1000)
+    start = 0
+    for A_c, rhs, _ in systems:
+        stop = start + A_c.shape[0]
+        csr = A_c.tocsr()
+        ref, _ = cg(am, csr, rhs[:, 0], tol=1e-14, maxiter=5, M=jacobi_preconditioner(am, csr))
+        np.testing.assert_allclose(x5[start:stop], ref, rtol=1e-10, atol=1e-12)
+        start = stop

@@ -1,3 +1,3 @@
-from .random_walker import random_walker
+from .random_walker import random_walker, random_walker_batch
 
-__all__ = ["random_walker"]
+__all__ = ["random_walker", "random_walker_batch"]

@@ -97,6 +97,26 @@ def build_unknown_system(am, weights, labels, nlabels, active=None, dtype=np.flo
     return A, rhs, unknown
 
 
+def stack_systems(am, matrices):
+    """Block-diagonal stack of several :class:`StencilMatrix` (one per case) and the case
+    index of every row: the batched solve's one matrix, one mat-vec kernel for all cases."""
+    xp = am.xp
+    cols, vals, case = [], [], []
+    offset = 0
+    for k, A in enumerate(matrices):
+        cols.append(xp.where(A.cols >= 0, A.cols + offset, -1).astype(np.int64 if offset + A.shape[0] >= 2**31 - 1
+                                                                       else A.cols.dtype))
+        vals.append(A.vals)
+        case.append(xp.full(A.shape[0], k, dtype=np.int32))
+        offset += A.shape[0]
+    if not matrices:
+        return StencilMatrix(am, xp.empty((7, 0), dtype=np.int32), xp.empty((7, 0), dtype=np.float32)), \
+            xp.empty(0, dtype=np.int32)
+    index_dtype = np.result_type(*[c.dtype for c in cols])
+    return (StencilMatrix(am, xp.concatenate([c.astype(index_dtype) for c in cols], axis=1),
+                          xp.concatenate(vals, axis=1)), xp.concatenate(case))
+
+
 class StencilMatrix:
     """The unknowns' block in a 7-column ELL layout: ``cols``/``vals`` of shape (7, n).
 

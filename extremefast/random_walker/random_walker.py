@@ -8,14 +8,15 @@ from scipy import ndimage as ndi
 
 from ..errors import InputError
 from ..xp import array_module, has_module, resolve_device
-from ._laplacian import assemble_cpu, build_unknown_system, edge_weights
+from ._laplacian import assemble_cpu, build_unknown_system, edge_weights, stack_systems
 from ._solvers import PyamgSolver, cg, jacobi_preconditioner
 
 MODES = ("auto", "rb", "gmg", "amg", "cg_mg", "cg_j", "cg", "bf")
+_CPU_ONLY = ("rb", "gmg", "amg", "cg_mg")
 
 
 def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, return_full_prob=False,
-                  spacing=None, *, prob_tol=1e-3, channel_axis=None, device="cpu", x0=None):
+                  spacing=None, *, prob_tol=1e-3, channel_axis=None, device="auto", x0=None):
     """Random walker segmentation from seeds, scikit-image's interface and answer, faster.
 
     Parameters
@@ -54,8 +55,9 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
         Warn when a probability falls outside [-prob_tol, 1 + prob_tol].
     channel_axis : int, optional
         Axis of ``data`` holding channels.
-    device : {'cpu', 'cuda', 'auto'}
-        Where the system is assembled and solved.
+    device : {'auto', 'cpu', 'cuda'}
+        Where the system is assembled and solved. 'auto' (the default) is the GPU when
+        CuPy sees one, except for the CPU-only modes ('rb', 'gmg', 'amg', 'cg_mg').
     x0 : array, optional
         Initial guess, the previous probabilities of label 1 (same shape as labels);
         warm-starts the iterative solve.
@@ -82,6 +84,120 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
         mode = "auto"
     if mode not in MODES:
         raise InputError(f"mode {mode!r} is not valid; valid modes are {', '.join(map(repr, MODES))} and None")
+    _check_solver_args(beta, tol)
+    device = "cpu" if (device in (None, "auto") and mode in _CPU_ONLY) else resolve_device(device)
+    problem = _prepare(data, labels, spacing, channel_axis, x0)
+    if isinstance(problem, np.ndarray):  # nothing to solve: no unknown (or no reachable unknown) voxel
+        return problem if return_full_prob else _labels_only_output(labels, False)
+    am = array_module(device)
+    xp = am.xp
+    # float32 halves the memory traffic of the iterative solve; it resolves residuals down to
+    # ~1e-5, so tighter tolerances and the direct and AMG solvers assemble in float64.
+    dtype = np.float32 if (mode in ("auto", "rb", "gmg", "cg_j") and tol >= 1e-5) else np.float64
+    A, rhs, unknown = _assemble(am, problem, beta, dtype)
+    nlabels = problem.nlabels
+    if nlabels == 1:
+        # a single label: the harmonic function with all boundary values 1 is exactly 1
+        X = xp.ones((A.shape[0], 1), dtype=np.float64)
+    else:
+        implied, solved = _columns(rhs, nlabels)
+        part = _solve(am, A, rhs[:, solved], tol, mode, _initial_guess(am, problem, unknown, solved))
+        X = _all_columns(xp, part, implied, solved, nlabels)
+    return _finish(problem, am.to_numpy(X), am.to_numpy(unknown), return_full_prob, prob_tol)
+
+
+def random_walker_batch(data, labels, beta=130, tol=1.0e-3, spacing=None, *, prob_tol=1e-3, channel_axis=None,
+                        device="auto", x0=None, check_every=10):
+    """Random walker for several images at once: a list of probabilities, each as
+    ``random_walker(data[i], labels[i], ..., return_full_prob=True)`` returns it.
+
+    On a GPU the cases' systems are stacked into one and solved by one Jacobi-CG with
+    per-case step lengths (per-case dot products by segmented sums), so every kernel
+    launch and every convergence check serves all cases; a case stops moving once its own
+    residual is below ``tol``, tested every ``check_every`` iterations (each test is one
+    small device-to-host copy). On the CPU each case is solved in turn by the default
+    solver, which is faster there. ``data``, ``labels``, ``spacing`` (one for all or one
+    per case) and ``x0`` (None or one per case, each None or the previous probability of
+    label 1) follow :func:`random_walker`.
+    """
+    data, labels = list(data), list(labels)
+    if len(data) != len(labels):
+        raise InputError(f"random_walker_batch: {len(data)} images but {len(labels)} label arrays")
+    n = len(data)
+    spacings = list(spacing) if (spacing is not None and len(spacing) == n and np.ndim(spacing[0]) == 1) \
+        else [spacing] * n
+    x0s = [None] * n if x0 is None else list(x0)
+    if len(x0s) != n:
+        raise InputError(f"random_walker_batch: x0 needs one entry per case ({n}), got {len(x0s)}")
+    _check_solver_args(beta, tol)
+    am = array_module(resolve_device(device))
+    if am.device == "cpu":
+        return [random_walker(d, lab, beta=beta, tol=tol, return_full_prob=True, spacing=sp, prob_tol=prob_tol,
+                              channel_axis=channel_axis, x0=g) for d, lab, sp, g in zip(data, labels, spacings, x0s)]
+    problems = [_prepare(d, lab, sp, channel_axis, g) for d, lab, sp, g in zip(data, labels, spacings, x0s)]
+    return _solve_stacked(am, problems, beta, tol, check_every, prob_tol)
+
+
+def _solve_stacked(am, problems, beta, tol, check_every, prob_tol):
+    """The batched path of :func:`random_walker_batch` on any array module (the tests run
+    it on numpy): prepared problems (or ready answers) -> full probabilities."""
+    from ._solvers import batched_jacobi_cg
+
+    out = [p if isinstance(p, np.ndarray) else None for p in problems]
+    todo = [i for i, p in enumerate(problems) if not isinstance(p, np.ndarray)]
+    if not todo:
+        return out
+    xp = am.xp
+    dtype = np.float32 if tol >= 1e-5 else np.float64
+    systems = [_assemble(am, problems[i], beta, dtype) for i in todo]
+    A, case = stack_systems(am, [s[0] for s in systems])
+    columns = [_columns(rhs, problems[i].nlabels) for i, (_, rhs, _) in zip(todo, systems)]
+    parts = [xp.zeros((s[0].shape[0], len(c[1])), dtype=np.float64) for s, c in zip(systems, columns)]
+    for j in range(max(len(c[1]) for c in columns)):
+        # column j of every case's solved labels (zeros where a case has fewer labels)
+        b = xp.concatenate([rhs[:, solved[j]] if j < len(solved) else xp.zeros(rhs.shape[0], dtype=rhs.dtype)
+                            for (_, rhs, _), (_, solved) in zip(systems, columns)])
+        guesses = [_initial_guess(am, problems[i], unknown, solved) if j == 0 else None
+                   for i, (_, _, unknown), (_, solved) in zip(todo, systems, columns)]
+        g = None
+        if any(x is not None for x in guesses):
+            g = xp.concatenate([x if x is not None else xp.zeros(s[0].shape[0], dtype=np.float64)
+                                for x, s in zip(guesses, systems)])
+        x, converged = batched_jacobi_cg(am, A, b, case, len(todo), tol=tol, x0=g, check_every=check_every)
+        if not converged.all():
+            warnings.warn("random_walker_batch: the iterative solve did not reach tol for some cases",
+                          RuntimeWarning, stacklevel=3)
+        start = 0
+        for part, (A_c, _, _), (_, solved) in zip(parts, systems, columns):
+            stop = start + A_c.shape[0]
+            if j < len(solved):
+                part[:, j] = x[start:stop]
+            start = stop
+    for i, part, (_, _, unknown), (implied, solved) in zip(todo, parts, systems, columns):
+        X = _all_columns(xp, part, implied, solved, problems[i].nlabels)
+        out[i] = _finish(problems[i], am.to_numpy(X), am.to_numpy(unknown), True, prob_tol)
+    return out
+
+
+class _Problem:
+    """One image's random-walker problem after validation and seed preprocessing, on
+    (X, Y, Z, C) arrays (2D gets a singleton third axis, like scikit-image)."""
+
+    def __init__(self, labels, data, seeds, nlabels, active, spacing, x0_flat):
+        self.labels, self.data, self.seeds, self.nlabels = labels, data, seeds, nlabels
+        self.active, self.spacing, self.x0_flat = active, spacing, x0_flat
+
+
+def _check_solver_args(beta, tol):
+    if not np.isfinite(beta) or beta < 0:
+        raise InputError(f"beta must be finite and >= 0, got {beta}")
+    if not (0 < tol < 1):
+        raise InputError(f"tol must be in (0, 1), got {tol}")
+
+
+def _prepare(data, labels, spacing, channel_axis, x0):
+    """Validated :class:`_Problem`, or the full-probability answer (ndarray) when there is
+    nothing to solve."""
     labels = np.asarray(labels)
     data = np.asarray(data)
     if labels.dtype.kind not in "iub":
@@ -104,21 +220,13 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
         raise InputError(f"spacing needs one value per spatial axis ({labels.ndim}), got {spacing.tolist()}")
     if np.any(~np.isfinite(spacing)) or np.any(spacing <= 0):
         raise InputError(f"spacing must be finite and > 0, got {spacing.tolist()}")
-    if not np.isfinite(beta) or beta < 0:
-        raise InputError(f"beta must be finite and >= 0, got {beta}")
-    if not (0 < tol < 1):
-        raise InputError(f"tol must be in (0, 1), got {tol}")
     data = _as_float(data)
     if not np.all(np.isfinite(data)):
         raise InputError("data holds NaN or Inf values")
-    device = resolve_device(device)
-
     prep = _preprocess(labels)
-    if prep is None:  # nothing to solve: no unknown (or no reachable unknown) voxel
-        return _labels_only_output(labels, return_full_prob)
-    seeds, nlabels, active, isolated = prep
-
-    # Work on (X, Y, Z, C) arrays: 2D gets a singleton third axis, like scikit-image.
+    if prep is None:
+        return _labels_only_output(labels, True)
+    seeds, nlabels, active, _ = prep
     if channel_axis is None:
         data = data[..., np.newaxis]
     if labels.ndim == 2:
@@ -132,42 +240,53 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
         if x0.shape != labels.shape:
             raise InputError(f"x0 shape {x0.shape} differs from labels shape {labels.shape}")
         x0_flat = x0.reshape(seeds.shape)
+    return _Problem(labels, data, seeds, nlabels, active, spacing, x0_flat)
 
-    am = array_module(device)
-    xp = am.xp
-    # float32 halves the memory traffic of the iterative solve; it resolves residuals down to
-    # ~1e-5, so tighter tolerances and the direct and AMG solvers assemble in float64.
-    dtype = np.float32 if (mode in ("auto", "rb", "gmg", "cg_j") and tol >= 1e-5) else np.float64
+
+def _assemble(am, problem, beta, dtype):
+    """(A, rhs, unknown) on the array module's device."""
     if am.device == "cpu":
-        A, rhs, unknown = assemble_cpu(data, seeds, active, nlabels, spacing, beta, dtype=dtype)
-    else:
-        weights = edge_weights(am, am.asarray(data, dtype=dtype), spacing, beta)
-        A, rhs, unknown = build_unknown_system(am, weights, am.asarray(seeds), nlabels, am.asarray(active),
-                                               dtype=dtype)
-    x0_u = am.asarray(x0_flat)[unknown] if x0_flat is not None else None
-    if nlabels == 1:
-        # a single label: the harmonic function with all boundary values 1 is exactly 1
-        X = xp.ones((A.shape[0], 1), dtype=np.float64)
-    else:
-        # Solve for all labels but the one whose seeds pull hardest (largest right-hand side):
-        # a relative tolerance on the smaller right-hand sides is tighter in absolute terms.
-        norms = [float((rhs[:, k].astype(np.float64) ** 2).sum()) for k in range(nlabels)]  # no BLAS: see _kernels._dot
-        implied = int(np.argmax(norms))
-        solved = [k for k in range(nlabels) if k != implied]
-        guess = None
-        if x0_u is not None:  # x0 is the probability of label 1
-            guess = x0_u if solved[0] == 0 else (1.0 - x0_u if nlabels == 2 else None)
-        part = _solve(am, A, rhs[:, solved], tol, mode, guess)
-        X = xp.zeros((A.shape[0], nlabels), dtype=np.float64)
-        X[:, solved] = part
-        X[:, implied] = 1.0 - part.sum(axis=1)
-    X = am.to_numpy(X)
-    unknown = am.to_numpy(unknown).reshape(labels.shape)
+        return assemble_cpu(problem.data, problem.seeds, problem.active, problem.nlabels, problem.spacing, beta,
+                            dtype=dtype)
+    weights = edge_weights(am, am.asarray(problem.data, dtype=dtype), problem.spacing, beta)
+    return build_unknown_system(am, weights, am.asarray(problem.seeds), problem.nlabels, am.asarray(problem.active),
+                                dtype=dtype)
 
+
+def _columns(rhs, nlabels):
+    """(implied, solved): solve for all labels but the one whose seeds pull hardest (largest
+    right-hand side): a relative tolerance on the smaller right-hand sides is tighter in
+    absolute terms."""
+    norms = [float((rhs[:, k].astype(np.float64) ** 2).sum()) for k in range(nlabels)]  # no BLAS: see _kernels._dot
+    implied = int(np.argmax(norms))
+    return implied, [k for k in range(nlabels) if k != implied]
+
+
+def _initial_guess(am, problem, unknown, solved):
+    """The unknowns' part of x0 for the first solved label (x0 is the probability of label 1)."""
+    if problem.x0_flat is None:
+        return None
+    x0_u = am.asarray(problem.x0_flat)[unknown]
+    if solved[0] == 0:
+        return x0_u
+    return 1.0 - x0_u if problem.nlabels == 2 else None
+
+
+def _all_columns(xp, part, implied, solved, nlabels):
+    X = xp.zeros((part.shape[0], nlabels), dtype=np.float64)
+    X[:, solved] = part
+    X[:, implied] = 1.0 - part.sum(axis=1)
+    return X
+
+
+def _finish(problem, X, unknown, return_full_prob, prob_tol):
+    """The output in the input's layout from the unknowns' probabilities X (n_u, nlabels)."""
+    labels, nlabels = problem.labels, problem.nlabels
+    unknown = unknown.reshape(labels.shape)
     if X.size and (X.min() < -prob_tol or X.max() > 1 + prob_tol):
         warnings.warn("random_walker: probabilities fall outside [0, 1] beyond prob_tol; "
-                      "decrease beta or tol", RuntimeWarning, stacklevel=2)
-    seeds = seeds.reshape(labels.shape)
+                      "decrease beta or tol", RuntimeWarning, stacklevel=3)
+    seeds = problem.seeds.reshape(labels.shape)
     if return_full_prob:
         out = np.zeros((nlabels,) + labels.shape, dtype=np.float64)
         for k in range(nlabels):
