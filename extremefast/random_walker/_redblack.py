@@ -31,35 +31,21 @@ if numba is not None:
     def _colour_rows(unknown, position, rows):
         """Unknowns in grid order: position[row] = its index within its colour; rows[:n_red]
         the red rows, rows[n_red:] the black ones. Returns n_red."""
-        n_red = 0
-        n_black = 0
+        counts = np.zeros(2, dtype=np.int64)
         row = 0
         for i in range(unknown.shape[0]):
             for j in range(unknown.shape[1]):
                 for k in range(unknown.shape[2]):
                     if unknown[i, j, k]:
-                        if (i + j + k) % 2 == 0:
-                            position[row] = n_red
-                            n_red += 1
-                        else:
-                            position[row] = n_black
-                            n_black += 1
+                        colour = (i + j + k) % 2
+                        position[row] = counts[colour]
+                        rows[row] = colour  # for now; replaced below
+                        counts[colour] += 1
                         row += 1
-        red = 0
-        black = n_red
-        row = 0
-        for i in range(unknown.shape[0]):
-            for j in range(unknown.shape[1]):
-                for k in range(unknown.shape[2]):
-                    if unknown[i, j, k]:
-                        if (i + j + k) % 2 == 0:
-                            rows[red] = row
-                            red += 1
-                        else:
-                            rows[black] = row
-                            black += 1
-                        row += 1
-        return n_red
+        colours = rows.copy()
+        for row in range(colours.shape[0]):
+            rows[position[row] + (counts[0] if colours[row] else 0)] = row
+        return counts[0]
 
     @numba.njit(parallel=True, cache=True)
     def _split(cols, vals, position, rows, C, Wt, d):
