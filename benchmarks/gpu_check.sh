@@ -32,13 +32,15 @@ cd benchmarks
 timeout 240 python3 bench_point_loss.py --device cuda --repeat 5 --json "$OUTDIR/point_loss.json" || status=1
 timeout 240 python3 bench_network.py --device cuda --repeat 5 --json "$OUTDIR/network.json" || status=1
 timeout 240 python3 bench_random_walker.py --device cuda --repeat 1 --json "$OUTDIR/random_walker.json" || status=1
+timeout 240 python3 bench_refresh.py --device cuda --cases 32 --phantoms 4 --cpu-cases 2 --repeat 1 \
+  --json "$OUTDIR/refresh.json" || status=1
 cd ..
 echo "== summary"
 python3 - "$OUTDIR" <<'PY'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 print("GPU:", (out / "gpu.txt").read_text().strip())
-for name in ("point_loss", "network", "random_walker"):
+for name in ("point_loss", "network", "random_walker", "refresh"):
     f = out / f"{name}.json"
     if not f.exists():
         print(f"{name}: no result"); continue

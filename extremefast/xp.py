@@ -74,3 +74,10 @@ class ArrayModule:
 @lru_cache(maxsize=None)
 def array_module(device: str = "cpu") -> ArrayModule:
     return ArrayModule(resolve_device(device))
+
+
+def module_of(a) -> ArrayModule:
+    """The array module an array lives in: CuPy's for a CuPy array, else numpy's."""
+    if type(a).__module__.split(".")[0] == "cupy":
+        return array_module("cuda")
+    return array_module("cpu")

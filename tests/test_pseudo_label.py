@@ -235,3 +235,27 @@ def test_device_crop_matches_numpy_crop(rng, size):
     expected = crop_resample(vol, box, order=1)
     got = crop_volumes(torch.from_numpy(vol)[None], box)[0].numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_device_refinement_path_equals_per_case_refinement():
+    """The GPU refresh path (device crops, seeds, paste-back, one batched random walk), run
+    on numpy here, gives the per-case refinement's answer."""
+    from extremefast.data.synthetic import make_phantom
+    from extremefast.pseudo.pseudo_label import normalise_intensity
+    from extremefast.pseudo.refine import _refine_on_device, refine_probability
+    from extremefast.xp import array_module
+
+    items = []
+    for seed, organ in ((0, 1), (1, 5), (2, 3)):
+        image, labels, affine = make_phantom(seed)
+        mask = labels == organ
+        prob = ndi.gaussian_filter(np.roll(mask, 2, axis=0).astype(np.float32), 1.5)  # a network's blurred guess
+        items.append((prob, normalise_intensity(image, (-160, 240)), extreme_points(mask), np.diag(affine)[:3]))
+    items.append((np.zeros_like(items[0][0]),) + items[0][1:])  # no band: returned as it is
+    kw = dict(pad_mm=20.0, crop_size=48, radius=3.0, beta=500.0)
+    batched = _refine_on_device(array_module("cpu"), items, **kw)
+    for out, (prob, image, pts, spacing) in zip(batched, items):
+        ref = refine_probability(prob, image, pts, spacing, **kw)
+        np.testing.assert_allclose(out, ref, atol=1e-6)
+    assert batched[-1] is items[-1][0]
+    assert not np.allclose(batched[0], items[0][0], atol=0.05)  # the band was actually refined

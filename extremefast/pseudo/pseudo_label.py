@@ -9,6 +9,7 @@ from scipy import ndimage as ndi
 
 from ..errors import InputError
 from ..random_walker import random_walker
+from ..xp import module_of
 from .extreme_points import check_points
 from .geodesic import geodesic_scribbles, gradient_cost
 from .point_channel import point_channel
@@ -68,15 +69,17 @@ def get_preset(name: str, **overrides) -> PseudoLabelConfig:
 
 
 def normalise_intensity(image, window) -> np.ndarray:
-    """Clip to ``window`` and scale to [0, 1]; with ``window=None`` use the 0.5/99.5 percentiles."""
-    image = np.asarray(image, dtype=np.float32)
+    """Clip to ``window`` and scale to [0, 1]; with ``window=None`` use the 0.5/99.5 percentiles.
+    (On the GPU for a CuPy image.)"""
+    xp = module_of(image).xp
+    image = xp.asarray(image, dtype=np.float32)
     if window is None:
-        lo, hi = np.percentile(image, [0.5, 99.5])
+        lo, hi = (float(v) for v in xp.percentile(image, xp.asarray([0.5, 99.5])))
     else:
         lo, hi = float(window[0]), float(window[1])
     if not hi > lo:
-        return np.zeros_like(image)
-    return np.clip((image - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+        return xp.zeros_like(image)
+    return xp.clip((image - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
 @dataclass

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..errors import InputError
+from ..xp import module_of
 
 
 @dataclass(frozen=True)
@@ -77,30 +77,34 @@ def roi_box(points, spacing, image_shape, pad_mm: float = 20.0, size=(128, 128, 
 
 
 def crop_resample(volume, box: Box, order: int = 1, cval: float = 0.0) -> np.ndarray:
-    """The box's content resampled to ``box.size`` (float32; order 0 for label maps)."""
-    volume = np.asarray(volume)
+    """The box's content resampled to ``box.size`` (float32; order 0 for label maps).
+    A CuPy volume is resampled on its GPU (cupyx.scipy.ndimage), a numpy one on the CPU."""
+    am = module_of(volume)
+    volume = am.xp.asarray(volume)
     if volume.shape != box.image_shape:
         raise InputError(f"volume shape {volume.shape} differs from the box's image shape {box.image_shape}")
     if order > 0 and volume.dtype != np.float32:
         volume = volume.astype(np.float32)
     zoom = box.zoom()
     offset = np.asarray(box.start) + (zoom - 1.0) / 2.0  # crop c -> x = start - 0.5 + (c + 0.5) * zoom
-    return ndi.affine_transform(volume, zoom, offset=offset, output_shape=box.size, order=order,
-                                mode="nearest", prefilter=False)
+    return am.ndimage.affine_transform(volume, zoom, offset=offset, output_shape=box.size, order=order,
+                                       mode="nearest", prefilter=False)
 
 
 def paste_back(crop_map, box: Box, order: int = 1, fill: float = 0.0, dtype=np.float32) -> np.ndarray:
-    """A crop-space map resampled onto the original image grid; ``fill`` outside the box."""
-    crop_map = np.asarray(crop_map)
+    """A crop-space map resampled onto the original image grid; ``fill`` outside the box
+    (on the GPU for a CuPy map)."""
+    am = module_of(crop_map)
+    crop_map = am.xp.asarray(crop_map)
     if crop_map.shape != box.size:
         raise InputError(f"crop map shape {crop_map.shape} differs from the box size {box.size}")
     if order > 0:
         crop_map = crop_map.astype(np.float32, copy=False)
     inv = 1.0 / box.zoom()
     offset = (inv - 1.0) / 2.0  # local x -> crop c = (x + 0.5) / zoom - 0.5
-    out = np.full(box.image_shape, fill, dtype=dtype)
-    region = ndi.affine_transform(crop_map, inv, offset=offset, output_shape=tuple(box.extent), order=order,
-                                  mode="nearest", prefilter=False)
+    out = am.xp.full(box.image_shape, fill, dtype=dtype)
+    region = am.ndimage.affine_transform(crop_map, inv, offset=offset, output_shape=tuple(box.extent), order=order,
+                                         mode="nearest", prefilter=False)
     out[tuple(slice(a, b) for a, b in zip(box.start, box.stop))] = region
     return out
 

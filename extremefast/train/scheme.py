@@ -27,8 +27,9 @@ from ..losses.dice import dice_loss
 from ..metrics import dice, summarise
 from ..nn import SegResNet
 from ..pseudo.pseudo_label import get_preset
-from ..pseudo.refine import refine_probability
+from ..pseudo.refine import refine_probabilities
 from ..pseudo.roi import Box, crop_resample, paste_back, roi_box
+from ..xp import cuda_available
 from .cases import CaseData
 from .config import TrainConfig
 from .crops import crop_volumes, jitter_points, point_channel_torch
@@ -213,24 +214,39 @@ class Scheme:
         return float(np.mean(scores))
 
     def regularise(self, case: CaseData) -> np.ndarray:
-        """Next round's pseudo label: the prediction, random-walker regularised on the
+        """Next round's pseudo label of one case (see :meth:`regularise_all`)."""
+        return self.regularise_all([case])[case.name]
+
+    def regularise_all(self, cases) -> dict[str, np.ndarray]:
+        """Next round's pseudo labels: each prediction, random-walker regularised on the
         uncertainty band (P >= .5 and P < .5 eroded by a ball of ``rw_radius``).
 
         The random walker runs on a crop of ``rw_crop_size`` (finer than the network's crop
         on small CPU configurations), so the band follows the image's edges at that scale.
+        On a GPU with CuPy the crops, seeds and paste-back run on the device and the cases'
+        random walks are solved together; on the CPU one after another.
         """
         cfg = self.config
-        p, box, _ = self.predict_crop(case)
-        if not (p >= 0.5).any():
-            # an empty prediction (an under-trained network whose soft Dice optimum stays below
-            # 0.5) would erase the organ from every later round: keep the current label instead
-            self.kept_previous += 1
-            return case.pseudo
-        prob = paste_back(p.astype(np.float32), box, order=1)
-        if not cfg.switches["rw_regularise"]:
-            return prob
-        return refine_probability(prob, case.image, case.points, case.spacing, pad_mm=cfg.pad_mm,
-                                  crop_size=cfg.rw_crop_size, radius=cfg.rw_radius, beta=cfg.refine_beta)
+        out, items, names = {}, [], []
+        for case in cases:
+            p, box, _ = self.predict_crop(case)
+            if not (p >= 0.5).any():
+                # an empty prediction (an under-trained network whose soft Dice optimum stays
+                # below 0.5) would erase the organ from every later round: keep the current label
+                self.kept_previous += 1
+                out[case.name] = case.pseudo
+                continue
+            prob = paste_back(p.astype(np.float32), box, order=1)
+            if not cfg.switches["rw_regularise"]:
+                out[case.name] = prob
+                continue
+            items.append((prob, case.image, case.points, case.spacing))
+            names.append(case.name)
+        device = "cuda" if (self.rt.device.type == "cuda" and cuda_available()) else "cpu"
+        refined = refine_probabilities(items, pad_mm=cfg.pad_mm, crop_size=cfg.rw_crop_size, radius=cfg.rw_radius,
+                                       beta=cfg.refine_beta, device=device)
+        out.update(zip(names, refined))
+        return out
 
     def validate(self) -> dict:
         scores = []
@@ -311,7 +327,7 @@ class Scheme:
             if not cfg.switches["full"]:
                 mine = self.train_cases[rt.rank::rt.world_size]
                 self.kept_previous = 0
-                fresh = {case.name: self.regularise(case) for case in mine}
+                fresh = self.regularise_all(mine)
                 for case in self.train_cases:
                     case.pseudo = fresh.get(case.name)
                     if case.pseudo is not None:
