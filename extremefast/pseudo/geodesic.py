@@ -12,9 +12,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..errors import InputError
+from ..xp import module_of
 
 try:
     import numba
@@ -28,13 +28,16 @@ def gradient_cost(image, spacing=(1.0, 1.0, 1.0), smooth_sigma: float = 0.0) -> 
     """Per-voxel cost D = |grad I| (eq. 1) plus a floor of COST_FLOOR x its mean.
 
     ``smooth_sigma`` (voxels) optionally smooths the image first, which makes the path
-    follow organ interiors instead of noise.
+    follow organ interiors instead of noise. A CuPy image is processed on its GPU (the
+    shortest paths themselves run on the CPU).
     """
-    image = np.asarray(image, dtype=np.float32)
+    am = module_of(image)
+    xp = am.xp
+    image = xp.asarray(image, dtype=np.float32)
     if smooth_sigma > 0:
-        image = ndi.gaussian_filter(image, smooth_sigma)
-    grads = np.gradient(image, *[float(s) for s in spacing])
-    mag = np.sqrt(sum(g.astype(np.float64) ** 2 for g in grads))
+        image = am.ndimage.gaussian_filter(image, smooth_sigma)
+    grads = xp.gradient(image, *[float(s) for s in spacing])
+    mag = xp.sqrt(sum(g.astype(np.float64) ** 2 for g in grads))
     mean = float(mag.mean())
     floor = COST_FLOOR * mean if mean > 0 else 1.0
     return (mag + floor).astype(np.float64)
