@@ -12,8 +12,7 @@ from extremefast.errors import InputError
 from extremefast.metrics import dice
 from extremefast.pseudo import (check_points, crop_resample, extreme_points, geodesic_scribbles, get_preset,
                                 gradient_cost, paste_back, point_channel, pseudo_label_from_points, roi_box,
-                                scribble_seeds,
-                                shortest_path, simulate_clicks, uncertainty_seeds)
+                                scribble_seeds, shortest_path, simulate_clicks, uncertainty_seeds)
 from extremefast.pseudo.geodesic_ref import shortest_path_ref
 
 
