@@ -19,7 +19,7 @@ from .seeds import uncertainty_seeds
 
 
 def refine_probability(prob, image, points, spacing, *, pad_mm: float, crop_size: int, radius: float,
-                       beta: float) -> np.ndarray:
+                       beta: float, device: str = "auto") -> np.ndarray:
     """``prob`` (original grid) regularised by the random walker: P >= 0.5 and P < 0.5,
     each eroded by a ball of ``radius`` crop voxels, are the seeds; the band between is
     solved on a ``crop_size``^3 crop of the normalised ``image`` around the clicks.
@@ -33,7 +33,7 @@ def refine_probability(prob, image, points, spacing, *, pad_mm: float, crop_size
     if not _has_band(seeds):
         return prob
     crop = crop_resample(image, box, order=1)
-    return paste_back(rw_probability(crop, seeds, beta), box, order=1)
+    return paste_back(rw_probability(crop, seeds, beta, device=device), box, order=1)
 
 
 def refine_probabilities(items, *, pad_mm: float, crop_size: int, radius: float, beta: float,
@@ -44,8 +44,8 @@ def refine_probabilities(items, *, pad_mm: float, crop_size: int, radius: float,
     runs on the device, and the random walks are solved together."""
     am = array_module(resolve_device(device))
     if am.device == "cpu":
-        return [refine_probability(p, img, pts, sp, pad_mm=pad_mm, crop_size=crop_size, radius=radius, beta=beta)
-                for p, img, pts, sp in items]
+        return [refine_probability(p, img, pts, sp, pad_mm=pad_mm, crop_size=crop_size, radius=radius, beta=beta,
+                                   device="cpu") for p, img, pts, sp in items]
     return _refine_on_device(am, items, pad_mm, crop_size, radius, beta)
 
 

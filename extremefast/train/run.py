@@ -9,6 +9,7 @@ import torch
 from ..data.dataset import open_dataset, train_val_split
 from ..errors import BackendUnavailable, InputError
 from ..nifti import ensure_output_folder
+from ..xp import cuda_available
 from .cases import load_cases
 from .config import TrainConfig
 from .scheme import Runtime, Scheme
@@ -34,6 +35,11 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
     val_data = load_cases(ds, val_cases, value, window)
     dev = resolve_torch_device(device, rank)
     if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+        if cuda_available():  # the random walker (CuPy) works on this rank's GPU too
+            import cupy
+
+            cupy.cuda.Device(dev.index).use()
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
