@@ -32,7 +32,7 @@ cd benchmarks
 timeout 240 python3 bench_point_loss.py --device cuda --repeat 5 --json "$OUTDIR/point_loss.json" || status=1
 timeout 240 python3 bench_network.py --device cuda --repeat 5 --json "$OUTDIR/network.json" || status=1
 timeout 240 python3 bench_random_walker.py --device cuda --repeat 1 --json "$OUTDIR/random_walker.json" || status=1
-timeout 240 python3 bench_refresh.py --device cuda --cases 32 --phantoms 4 --cpu-cases 2 --repeat 1 \
+timeout 240 python3 bench_refresh.py --device cuda --cases 32 --phantoms 2 --cpu-cases 2 --repeat 1 \
   --json "$OUTDIR/refresh.json" || status=1
 cd ..
 echo "== summary"
