@@ -371,3 +371,15 @@ def test_batched_jacobi_cg_stops_each_case_at_its_own_tolerance(rng):
         ref, _ = cg(am, csr, rhs[:, 0], tol=1e-14, maxiter=5, M=jacobi_preconditioner(am, csr))
         np.testing.assert_allclose(x5[start:stop], ref, rtol=1e-10, atol=1e-12)
         start = stop
+
+
+def test_batch_bad_input_is_one_clear_error(rng):
+    data, labels = _problem(rng, (8, 9, 10))
+    with pytest.raises(InputError, match="2 images but 1 label"):
+        random_walker_batch([data, data], [labels], device="cpu")
+    with pytest.raises(InputError, match="x0 needs one entry per case"):
+        random_walker_batch([data], [labels], x0=[None, None], device="cpu")
+    with pytest.raises(InputError, match="NaN"):
+        random_walker_batch([np.full_like(data, np.nan)], [labels], device="cpu")
+    with pytest.raises(InputError, match="tol"):
+        random_walker_batch([data], [labels], tol=2.0, device="cpu")
