@@ -17,5 +17,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'extremefast' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "random_walker", "random_walker_batch", "point_loss", "annotate", "ExtremefastError", "InputError",
+__all__ = ["__version__", "random_walker", "random_walker_batch", "point_loss", "annotate", "ExtremefastError",
+           "InputError",
            "DataError", "BackendUnavailable"]

@@ -295,5 +295,6 @@ def test_refresh_steps_on_cupy_equal_numpy(rng):
         p = ndi.gaussian_filter(np.roll(mask, 2, axis=0).astype(np.float32), 1.5)
         items.append((p, normalise_intensity(image, (-160, 240)), extreme_points(mask), np.diag(affine)[:3]))
     kw = dict(pad_mm=20.0, crop_size=48, radius=3.0, beta=500.0)
-    for gpu, cpu in zip(refine_probabilities(items, device="cuda", **kw), refine_probabilities(items, device="cpu", **kw)):
+    gpu_all = refine_probabilities(items, device="cuda", **kw)
+    for gpu, cpu in zip(gpu_all, refine_probabilities(items, device="cpu", **kw)):
         assert np.abs(gpu - cpu).max() < 0.02
