@@ -18,5 +18,4 @@ def __getattr__(name):
 
 
 __all__ = ["__version__", "random_walker", "random_walker_batch", "point_loss", "annotate", "ExtremefastError",
-           "InputError",
-           "DataError", "BackendUnavailable"]
+           "InputError", "DataError", "BackendUnavailable"]
