@@ -57,7 +57,7 @@ def shortest_path(cost, source, target, spacing=(1.0, 1.0, 1.0), *, bidirectiona
     ``bidirectional`` searches from both ends at once (the same optimal cost; about a
     quarter of the voxels explored on a uniform cost).
     """
-    cost = np.ascontiguousarray(cost, dtype=np.float64)
+    cost = np.ascontiguousarray(module_of(cost).to_numpy(cost), dtype=np.float64)  # the search runs on the CPU
     if cost.ndim != 3:
         raise InputError(f"cost must be 3D, got shape {cost.shape}")
     if not np.all(np.isfinite(cost)) or cost.min() < 0:
@@ -92,6 +92,7 @@ def geodesic_scribbles(cost, points, spacing=(1.0, 1.0, 1.0), margin: int | None
     this cuts the explored volume several-fold in a padded crop. The compiled search
     releases the GIL, so the three paths run on up to ``workers`` threads.
     """
+    cost = module_of(cost).to_numpy(cost)  # the search runs on the CPU
     points = np.rint(np.asarray(points)).astype(np.int64)
     points = np.clip(points, 0, np.asarray(cost.shape) - 1)
     if margin is None:
