@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import (_CHUNKS, CompactStencil, _compact_offdiag, _compact_row, _direction, _dot, _matvec_dot,
-                       _ordered_sum, numba)
+from ._kernels import CompactStencil, _compact_offdiag, _compact_row, _direction, _dot, _matvec_dot, _update, numba
 
 _COARSEST = 100  # nodes: a level this small is solved directly (4^3 on 128^3 crops)
 
@@ -199,22 +198,6 @@ if numba is not None:
         for i in numba.prange(x.shape[0]):
             x[i] = b[i] / W[i, 0] if color[i] == 0 else 0.0
 
-    @numba.njit(parallel=True, cache=True)
-    def _axpy_residual(x, r, p, ap, alpha):
-        """x += alpha p; r -= alpha ap; returns r . r in float64 (fixed chunks)."""
-        n = x.shape[0]
-        size = (n + _CHUNKS - 1) // _CHUNKS
-        partial = np.zeros(_CHUNKS)
-        for ch in numba.prange(_CHUNKS):
-            rr = 0.0
-            for i in range(ch * size, min(n, (ch + 1) * size)):
-                x[i] += alpha * p[i]
-                r[i] -= alpha * ap[i]
-                rr += np.float64(r[i]) * r[i]
-            partial[ch] = rr
-        return _ordered_sum(partial)
-
-
 
 if numba is not None:
 
@@ -382,11 +365,12 @@ def multigrid_cg(A, b, x0=None, *, tol=1e-3, maxiter=None, M=None):
     z = M(r)
     p = z.copy()
     ap = np.empty_like(p)
+    unit = np.ones(n, dtype=dtype)  # _update's diagonal scaling, unused here
     rz = _dot(r, z)
     for it in range(1, maxiter + 1):
         pap = _matvec_dot(A.cols, A.vals, p, ap)  # the ELL mat-vec: measured faster
         alpha = rz / pap
-        rr = _axpy_residual(x, r, p, ap, dtype.type(alpha))
+        _, rr = _update(x, r, p, ap, unit, dtype.type(alpha), z)  # z is overwritten by M(r) below
         if rr <= threshold2:
             return x, 0
         M(r, out=z)
