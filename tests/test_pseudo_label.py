@@ -298,3 +298,25 @@ def test_refresh_steps_on_cupy_equal_numpy(rng):
     gpu_all = refine_probabilities(items, device="cuda", **kw)
     for gpu, cpu in zip(gpu_all, refine_probabilities(items, device="cpu", **kw)):
         assert np.abs(gpu - cpu).max() < 0.02
+
+
+@pytest.mark.parametrize("shape,sampling,fraction", [((7, 9, 11), None, 0.9), ((20, 1, 13), (1.0, 2.0, 0.5), 0.95),
+                                                     ((30, 25, 20), (0.78, 0.78, 5.0), 0.99), ((17, 23), None, 0.97),
+                                                     ((40,), (0.3,), 0.8), ((3, 4, 5), None, 0.0)])
+def test_compiled_distance_transform_equals_scipy(rng, shape, sampling, fraction):
+    from extremefast.pseudo.edt import squared_distance_to_background
+
+    mask = rng.random(shape) < fraction
+    mask.flat[0] = False  # at least one background voxel
+    ref = ndi.distance_transform_edt(mask, sampling=sampling) ** 2
+    np.testing.assert_allclose(squared_distance_to_background(mask, sampling), ref, rtol=1e-12, atol=1e-12)
+    assert np.isinf(squared_distance_to_background(np.ones(shape, bool), sampling)).all()
+
+
+def test_uncertainty_seeds_equal_ball_erosions(rng):
+    prob = ndi.gaussian_filter(rng.random((40, 36, 30)), 3)
+    prob = (prob - prob.min()) / (prob.max() - prob.min())
+    seeds = uncertainty_seeds(prob, 4.0)
+    fg = prob >= 0.5
+    np.testing.assert_array_equal(seeds == 2, ndi.binary_erosion(fg, ball(4), border_value=1))
+    np.testing.assert_array_equal(seeds == 1, ndi.binary_erosion(~fg, ball(4), border_value=1))
