@@ -237,13 +237,12 @@ def test_device_crop_matches_numpy_crop(rng, size):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_device_refinement_path_equals_per_case_refinement():
-    """The GPU refresh path (device crops, seeds, paste-back, one batched random walk), run
-    on numpy here, gives the per-case refinement's answer."""
+def test_refinement_equals_its_steps_case_by_case():
+    """The refresh (device crops, seeds, paste-back, one batched random walk; run on numpy
+    here) gives what its steps give one case at a time."""
     from extremefast.data.synthetic import make_phantom
-    from extremefast.pseudo.pseudo_label import normalise_intensity
-    from extremefast.pseudo.refine import _refine_on_device, refine_probability
-    from extremefast.xp import array_module
+    from extremefast.pseudo.pseudo_label import normalise_intensity, rw_probability
+    from extremefast.pseudo.refine import refine_probabilities
 
     items = []
     for seed, organ in ((0, 1), (1, 5), (2, 3)):
@@ -253,9 +252,11 @@ def test_device_refinement_path_equals_per_case_refinement():
         items.append((prob, normalise_intensity(image, (-160, 240)), extreme_points(mask), np.diag(affine)[:3]))
     items.append((np.zeros_like(items[0][0]),) + items[0][1:])  # no band: returned as it is
     kw = dict(pad_mm=20.0, crop_size=48, radius=3.0, beta=500.0)
-    batched = _refine_on_device(array_module("cpu"), items, **kw)
-    for out, (prob, image, pts, spacing) in zip(batched, items):
-        ref = refine_probability(prob, image, pts, spacing, **kw)
+    batched = refine_probabilities(items, device="cpu", **kw)
+    for out, (prob, image, pts, spacing) in zip(batched[:-1], items):
+        box = roi_box(pts, spacing, image.shape, kw["pad_mm"], (kw["crop_size"],) * 3)
+        seeds = uncertainty_seeds(crop_resample(prob, box), kw["radius"])
+        ref = paste_back(rw_probability(crop_resample(image, box), seeds, kw["beta"]), box)
         np.testing.assert_allclose(out, ref, atol=1e-6)
     assert batched[-1] is items[-1][0]
     assert not np.allclose(batched[0], items[0][0], atol=0.05)  # the band was actually refined

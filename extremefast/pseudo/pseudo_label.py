@@ -99,7 +99,7 @@ class PseudoLabel:
         return paste_back(self.probability, self.box, order=1)
 
 
-def rw_probability(image, seeds, beta, tol=1e-3, spacing=None, device="auto") -> np.ndarray:
+def rw_probability(image, seeds, beta, tol=1e-3, spacing=None) -> np.ndarray:
     """P(foreground) of seeds (1 background, 2 foreground) by the random walker, clipped to [0, 1].
 
     With a large beta, pockets walled off by strong edges are connected to the seeds
@@ -109,8 +109,7 @@ def rw_probability(image, seeds, beta, tol=1e-3, spacing=None, device="auto") ->
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="random_walker: probabilities fall outside")
-        prob = random_walker(image, seeds, beta=beta, tol=tol, spacing=spacing, return_full_prob=True,
-                             device=device)[1]
+        prob = random_walker(image, seeds, beta=beta, tol=tol, spacing=spacing, return_full_prob=True)[1]
     return np.clip(prob, 0.0, 1.0).astype(np.float32)
 
 

@@ -3,7 +3,7 @@
 One case (:func:`refine_probability`) or a round's worth (:func:`refine_probabilities`):
 on a GPU the crops, seeds and paste-back run on the device (CuPy) and the random walks of
 all cases are one stacked solve (:func:`extremefast.random_walker_batch`); on the CPU each
-case is solved in turn. Both run the same functions.
+case is solved in turn. Both run the same code.
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import numpy as np
 
 from ..random_walker import random_walker_batch
 from ..xp import array_module, resolve_device
-from .pseudo_label import rw_probability
 from .roi import crop_resample, paste_back, roi_box
 from .seeds import uncertainty_seeds
 
@@ -27,13 +26,8 @@ def refine_probability(prob, image, points, spacing, *, pad_mm: float, crop_size
     Returns ``prob`` unchanged where the band leaves no foreground, background or
     unknown voxel to work with.
     """
-    box = roi_box(points, spacing, image.shape, pad_mm, (crop_size,) * 3)
-    p_crop = crop_resample(np.asarray(prob, dtype=np.float32), box, order=1)
-    seeds = uncertainty_seeds(p_crop, radius)
-    if not _has_band(seeds):
-        return prob
-    crop = crop_resample(image, box, order=1)
-    return paste_back(rw_probability(crop, seeds, beta, device=device), box, order=1)
+    return refine_probabilities([(prob, image, points, spacing)], pad_mm=pad_mm, crop_size=crop_size,
+                                radius=radius, beta=beta, device=device)[0]
 
 
 def refine_probabilities(items, *, pad_mm: float, crop_size: int, radius: float, beta: float,
@@ -41,17 +35,9 @@ def refine_probabilities(items, *, pad_mm: float, crop_size: int, radius: float,
     """:func:`refine_probability` for many cases: ``items`` is a sequence of
     ``(prob, image, points, spacing)``; returns the refined probabilities (numpy, original
     grids) in order. On a GPU everything but the seed preprocessing of the random walker
-    runs on the device, and the random walks are solved together."""
+    runs on the device, and the random walks are solved together; on the CPU the same
+    steps run case by case."""
     am = array_module(resolve_device(device))
-    if am.device == "cpu":
-        return [refine_probability(p, img, pts, sp, pad_mm=pad_mm, crop_size=crop_size, radius=radius, beta=beta,
-                                   device="cpu") for p, img, pts, sp in items]
-    return _refine_on_device(am, items, pad_mm, crop_size, radius, beta)
-
-
-def _refine_on_device(am, items, pad_mm, crop_size, radius, beta):
-    """The device path of :func:`refine_probabilities` for any array module (the tests run
-    it on numpy)."""
     xp = am.xp
     out, boxes, crops, seeds_list, todo = [], [], [], [], []
     for i, (prob, image, points, spacing) in enumerate(items):
