@@ -66,9 +66,8 @@ def batched_jacobi_cg(am, A, b, case, ncases, *, tol=1e-3, x0=None, check_every=
     p = z.copy()
     rz = segment_dot(r, z)
     for it in range(1, maxiter + 1):
-        if it % check_every == 1 or check_every == 1:
-            if not bool(active.any()):  # one small device-to-host copy
-                break
+        if (it - 1) % check_every == 0 and not bool(active.any()):  # one small device-to-host copy
+            break
         Ap = A @ p
         pAp = segment_dot(p, Ap)
         alpha = xp.where(active & (pAp > 0), rz / xp.where(pAp > 0, pAp, 1.0), 0.0)

@@ -133,7 +133,8 @@ def random_walker_batch(data, labels, beta=130, tol=1.0e-3, spacing=None, *, pro
     am = array_module(resolve_device(device))
     if am.device == "cpu":
         return [random_walker(d, lab, beta=beta, tol=tol, return_full_prob=True, spacing=sp, prob_tol=prob_tol,
-                              channel_axis=channel_axis, x0=g) for d, lab, sp, g in zip(data, labels, spacings, x0s)]
+                              channel_axis=channel_axis, device="cpu", x0=g)
+                for d, lab, sp, g in zip(data, labels, spacings, x0s)]
     problems = [_prepare(d, lab, sp, channel_axis, g) for d, lab, sp, g in zip(data, labels, spacings, x0s)]
     return _solve_stacked(am, problems, beta, tol, check_every, prob_tol)
 
