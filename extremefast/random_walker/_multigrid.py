@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import CompactStencil, _compact_offdiag, _compact_row, _direction, _dot, _matvec_dot, _update, numba
+from ._kernels import (CompactStencil, _compact_offdiag, _compact_row, _direction, _dot, _matvec_dot, _update, cg_start,
+                       numba)
 
 _COARSEST = 100  # nodes: a level this small is solved directly (4^3 on 128^3 crops)
 
@@ -349,23 +350,16 @@ class MultigridPreconditioner:
 def multigrid_cg(A, b, x0=None, *, tol=1e-3, maxiter=None, M=None):
     """CG preconditioned by the geometric multigrid V-cycle; SciPy's convention
     (returns ``(x, info)``, info 0 on convergence). ``M`` reuses a built preconditioner."""
-    n = b.shape[0]
     maxiter = int(maxiter or 500)
     M = MultigridPreconditioner(A) if M is None else M
     dtype = A.vals.dtype
-    b = np.ascontiguousarray(b, dtype=dtype)
-    x = np.zeros(n, dtype=dtype) if x0 is None else np.array(x0, dtype=dtype)
-    r = b - A @ x if x0 is not None else b.copy()
-    bnorm2 = _dot(b, b)
-    if bnorm2 == 0.0:
-        return np.zeros(n, dtype=dtype), 0
-    threshold2 = tol * tol * bnorm2
-    if _dot(r, r) <= threshold2:
+    x, r, threshold2, done = cg_start(A, b, x0, tol)
+    if done:
         return x, 0
     z = M(r)
     p = z.copy()
     ap = np.empty_like(p)
-    unit = np.ones(n, dtype=dtype)  # _update's diagonal scaling, unused here
+    unit = np.ones(x.shape[0], dtype=dtype)  # _update's diagonal scaling, unused here
     rz = _dot(r, z)
     for it in range(1, maxiter + 1):
         pap = _matvec_dot(A.cols, A.vals, p, ap)  # the ELL mat-vec: measured faster
