@@ -78,37 +78,29 @@ if numba is not None:
             dq = p - v[j]
             d[p] = f[v[j]] + w2 * dq * dq
 
+    @numba.njit(cache=True, inline="always")
+    def _transform_line(line, w2, d, v, z):
+        """line (a strided view) <- its 1D transform, through the work arrays d, v, z."""
+        n = line.shape[0]
+        _envelope(line, n, w2, d, v, z)
+        for p in range(n):
+            line[p] = d[p]
+
     @numba.njit(parallel=True, cache=True)
     def _edt3(mask, w0, w1, w2, out):
         n0, n1, n2 = mask.shape
         m = max(n0, n1, n2)
         # along axis 2, then axis 1 (planes in parallel)
         for i in numba.prange(n0):
-            f = np.empty(m)
-            d = np.empty(m)
-            v = np.empty(m, dtype=np.int64)
-            z = np.empty(m + 1)
+            d, v, z = np.empty(m), np.empty(m, dtype=np.int64), np.empty(m + 1)
             for j in range(n1):
                 for k in range(n2):
-                    f[k] = np.inf if mask[i, j, k] else 0.0
-                _envelope(f, n2, w2, d, v, z)
-                for k in range(n2):
-                    out[i, j, k] = d[k]
+                    out[i, j, k] = np.inf if mask[i, j, k] else 0.0
+                _transform_line(out[i, j, :], w2, d, v, z)
             for k in range(n2):
-                for j in range(n1):
-                    f[j] = out[i, j, k]
-                _envelope(f, n1, w1, d, v, z)
-                for j in range(n1):
-                    out[i, j, k] = d[j]
+                _transform_line(out[i, :, k], w1, d, v, z)
         # along axis 0 (columns in parallel)
         for j in numba.prange(n1):
-            f = np.empty(m)
-            d = np.empty(m)
-            v = np.empty(m, dtype=np.int64)
-            z = np.empty(m + 1)
+            d, v, z = np.empty(m), np.empty(m, dtype=np.int64), np.empty(m + 1)
             for k in range(n2):
-                for i in range(n0):
-                    f[i] = out[i, j, k]
-                _envelope(f, n0, w0, d, v, z)
-                for i in range(n0):
-                    out[i, j, k] = d[i]
+                _transform_line(out[:, j, k], w0, d, v, z)
