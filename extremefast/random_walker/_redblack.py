@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import _CHUNKS, _ordered_sum, _dot, numba
+from ._kernels import _CHUNKS, _direction, _dot, _ordered_sum, _update, numba
 
 if numba is not None:
 
@@ -165,8 +165,6 @@ def redblack_cg(A, b, x0=None, *, tol=1e-3, maxiter=None, system=None):
     """Solve ``A x = b`` (A: StencilMatrix with grid layout) by Jacobi-CG on the black
     Schur complement; stops when the full system's residual is <= tol * ||b||. SciPy's
     return convention ``(x, info)``; ``system`` reuses a built :class:`RedBlackSystem`."""
-    from ._kernels import _direction, _update
-
     rb = RedBlackSystem(A) if system is None else system
     dtype = rb.dtype
     b = np.ascontiguousarray(b, dtype=dtype)

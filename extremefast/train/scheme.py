@@ -213,10 +213,6 @@ class Scheme:
             scores.append(dice(p, target) + 1e-3 * soft)
         return float(np.mean(scores))
 
-    def regularise(self, case: CaseData) -> np.ndarray:
-        """Next round's pseudo label of one case (see :meth:`regularise_all`)."""
-        return self.regularise_all([case])[case.name]
-
     def regularise_all(self, cases) -> dict[str, np.ndarray]:
         """Next round's pseudo labels: each prediction, random-walker regularised on the
         uncertainty band (P >= .5 and P < .5 eroded by a ball of ``rw_radius``).
