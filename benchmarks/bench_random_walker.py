@@ -35,6 +35,9 @@ def main():
                                                                            return_full_prob=True)[1]),
             ("extremefast cg_mg (pyamg, cpu)", lambda: random_walker(crop, seeds, mode="cg_mg",
                                                                      return_full_prob=True)[1])]
+    if args.device == "cuda":  # the red-black solve on the GPU (tested; its speed not measured before)
+        runs.append(("extremefast rb (red-black, cuda)",
+                     lambda: random_walker(crop, seeds, mode="rb", return_full_prob=True, device="cuda")[1]))
     for name, fn in runs:
         out = fn()  # checked before timing
         err = float(np.abs(out - ref).max())
@@ -59,7 +62,43 @@ def main():
     base = results["scikit-image cg_j (default)"]
     for r in rows:
         r["speed-up vs scikit-image default"] = base / r["seconds"]
-    report(f"random walker, {args.size}^3 phantom liver crop, paper seeds (beta 130, tol 1e-3)", rows, args)
+    phases = {mode: phase_seconds(crop, seeds, args.device, mode, args.repeat)
+              for mode in (["cg_j", "rb"] if args.device == "cuda" else ["rb"])}
+    report(f"random walker, {args.size}^3 phantom liver crop, paper seeds (beta 130, tol 1e-3)", rows, args,
+           extra={"phases (s)": phases})
+    print("phases (s, best of repeats): " + "; ".join(
+        f"{mode} on {args.device}: " + ", ".join(f"{k} {v:.4f}" for k, v in ph.items()) for mode, ph in phases.items()))
+
+
+def phase_seconds(crop, seeds, device, mode, repeat):
+    """Where the default call's time goes: host preparation, assembly (with the upload),
+    solve, and the host-side answer (with the download); best of ``repeat`` runs."""
+    import importlib
+    import time
+
+    from extremefast.xp import array_module
+
+    rwm = importlib.import_module("extremefast.random_walker.random_walker")
+    am = array_module(device)
+    sync = (lambda: am.xp.cuda.Stream.null.synchronize()) if am.device == "cuda" else (lambda: None)
+    best = {}
+    for _ in range(max(2, repeat)):  # the first run compiles
+        t = [time.perf_counter()]
+        problem = rwm._prepare(crop, seeds, None, None, None)
+        t.append(time.perf_counter())
+        A, rhs, unknown = rwm._assemble(am, problem, 130, np.float32)
+        sync()
+        t.append(time.perf_counter())
+        implied, solved = rwm._columns(rhs, problem.nlabels)
+        part = rwm._solve(am, A, rhs[:, solved], 1e-3, mode)
+        sync()
+        t.append(time.perf_counter())
+        X = rwm._all_columns(am.xp, part, implied, solved, problem.nlabels)
+        rwm._finish(problem, am.to_numpy(X), am.to_numpy(unknown), True, 1e-3)
+        t.append(time.perf_counter())
+        for name, a, b in zip(("prepare", "assemble", "solve", "finish"), t, t[1:]):
+            best[name] = min(best.get(name, np.inf), b - a)
+    return best
 
 
 if __name__ == "__main__":

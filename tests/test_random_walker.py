@@ -154,6 +154,9 @@ def test_gpu_random_walker_matches_cpu(rng):
     np.testing.assert_allclose(gpu, cpu, atol=1e-3)
     np.testing.assert_array_equal(random_walker(data, labels, beta=30, device="cuda", tol=1e-6),
                                   random_walker(data, labels, beta=30, device="cpu", tol=1e-6))
+    # the red-black solve on the GPU (array steps, CUDA gathers) against the CPU's
+    gpu_rb = random_walker(data, labels, beta=30, tol=1e-6, mode="rb", return_full_prob=True, device="cuda")
+    np.testing.assert_allclose(gpu_rb, cpu, atol=1e-3)
     # the batched GPU solve: several cases of different sizes and label counts at once
     cases = [(data, labels), _problem(rng, (25, 31, 17), nlabels=3), _problem(rng, (33, 20))]
     batched = random_walker_batch([d for d, _ in cases], [lab for _, lab in cases], beta=30, tol=1e-6,
@@ -210,7 +213,9 @@ def test_compact_stencil_matvec_matches_csr(rng):
 
 
 @pytest.mark.parametrize("shape,negative", [((13, 11, 9), False), ((14, 12, 7), True), ((1, 15, 16), False)])
-def test_red_black_schur_complement_matches_dense_reference(rng, shape, negative):
+@pytest.mark.parametrize("generic", [False, True], ids=["compiled", "array-module"])
+def test_red_black_schur_complement_matches_dense_reference(rng, shape, negative, generic):
+    """Both sets of steps (Numba; the array operations the GPU runs, here on numpy)."""
     import sys
 
     from extremefast.random_walker._redblack import RedBlackSystem, redblack_cg
@@ -221,7 +226,8 @@ def test_red_black_schur_complement_matches_dense_reference(rng, shape, negative
     seeds, nlabels, active, _ = sys.modules["extremefast.random_walker.random_walker"]._preprocess(labels)
     w = edge_weights(am, data[..., None].astype(np.float64), np.ones(3), 130.0)
     A, rhs, unknown = build_unknown_system(am, w, seeds, nlabels, active, dtype=np.float64)
-    rb = RedBlackSystem(A)
+    rb = RedBlackSystem(A, generic=generic)
+    assert rb.compiled == (not generic)
     # plain reference: the Schur complement formed densely from the CSR matrix
     dense = A.tocsr().toarray()
     pos = np.argwhere(unknown)
@@ -234,7 +240,7 @@ def test_red_black_schur_complement_matches_dense_reference(rng, shape, negative
     out = np.empty_like(p)
     pSp = rb.apply_schur(p, out, np.empty(int(red.sum())))
     np.testing.assert_allclose(out, S @ p, rtol=1e-10, atol=1e-12)
-    assert pSp == pytest.approx(p @ S @ p, rel=1e-10)
+    assert float(pSp) == pytest.approx(p @ S @ p, rel=1e-10)
     np.testing.assert_allclose(1.0 / rb.inv_S_diag, np.diag(S), rtol=1e-10)
     # the solve returns the full system's solution, with the red values recovered
     x, info = redblack_cg(A, rhs[:, 0], tol=1e-11, system=rb)
@@ -243,6 +249,32 @@ def test_red_black_schur_complement_matches_dense_reference(rng, shape, negative
     x_warm, info = redblack_cg(A, rhs[:, 0], x, tol=1e-11, system=rb)
     assert info == 0
     np.testing.assert_allclose(x_warm, x, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_red_black_split_is_the_same_compiled_or_as_array_operations(rng, dtype):
+    """The GPU's split (array operations, run here on numpy) gives the compiled split's
+    arrays, and its solve the compiled solve's answer."""
+    import sys
+
+    from extremefast.random_walker._laplacian import assemble_cpu
+    from extremefast.random_walker._redblack import RedBlackSystem, redblack_cg
+
+    rwm = sys.modules["extremefast.random_walker.random_walker"]
+    data, labels = _problem(rng, (14, 12, 9), negative=True)
+    pr = rwm._prepare(data, labels, None, None, None)
+    A, rhs, _ = assemble_cpu(pr.data, pr.seeds, pr.active, pr.nlabels, pr.spacing, 130.0, dtype=dtype)
+    compiled, generic = RedBlackSystem(A), RedBlackSystem(A, generic=True)
+    for name in ("red_rows", "black_rows", "Rc", "Rw", "Rd", "Bc", "Bw", "Bd", "inv_Rd"):
+        np.testing.assert_array_equal(getattr(generic, name), getattr(compiled, name), err_msg=name)
+    np.testing.assert_allclose(generic.inv_S_diag, compiled.inv_S_diag, rtol=1e-6)
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    x_c, info_c = redblack_cg(A, rhs[:, 0], tol=tol, system=compiled)
+    x_g, info_g = redblack_cg(A, rhs[:, 0], tol=tol, system=generic, check_every=4)
+    assert info_c == info_g == 0
+    exact = spsolve(A.tocsr().astype(np.float64).tocsc(), rhs[:, 0].astype(np.float64))
+    bound = 20 * tol * np.abs(exact).max() + (1e-6 if dtype == np.float32 else 0)
+    assert np.abs(x_c - exact).max() < bound and np.abs(x_g - exact).max() < bound
 
 
 def test_default_solve_is_closer_to_the_exact_answer_than_jacobi_cg():

@@ -9,10 +9,11 @@ from scipy import ndimage as ndi
 from ..errors import InputError
 from ..xp import array_module, has_module, resolve_device
 from ._laplacian import assemble_cpu, build_unknown_system, edge_weights, stack_systems
+from ._redblack import RedBlackSystem, redblack_cg
 from ._solvers import PyamgSolver, cg, jacobi_preconditioner
 
 MODES = ("auto", "rb", "gmg", "amg", "cg_mg", "cg_j", "cg", "bf")
-_CPU_ONLY = ("rb", "gmg", "amg", "cg_mg")
+_CPU_ONLY = ("gmg", "amg", "cg_mg")
 
 
 def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, return_full_prob=False,
@@ -32,7 +33,8 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
     mode : {None, 'auto', 'rb', 'cg_j', 'gmg', 'cg_mg', 'amg', 'cg', 'bf'}
         Solver. None/'auto' is the fastest measured: 'rb' on the CPU, 'cg_j' on a GPU.
         'rb' eliminates every other voxel of the grid (red-black ordering) and runs
-        Jacobi-CG on the remaining half (Numba, CPU): about 60% of the iterations of
+        Jacobi-CG on the remaining half (Numba on the CPU, CuPy on a GPU; the GPU run
+        is tested but its speed not yet measured): about 60% of the iterations of
         'cg_j', each costing about one mat-vec; it solves to half of ``tol``, which keeps
         its largest error below Jacobi-CG's. 'cg_j' is Jacobi-preconditioned CG, scikit-image's default
         method, with fused compiled kernels (Numba on the CPU, CUDA on a GPU). 'gmg' is
@@ -57,7 +59,7 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
         Axis of ``data`` holding channels.
     device : {'auto', 'cpu', 'cuda'}
         Where the system is assembled and solved. 'auto' (the default) is the GPU when
-        CuPy sees one, except for the CPU-only modes ('rb', 'gmg', 'amg', 'cg_mg').
+        CuPy sees one, except for the CPU-only modes ('gmg', 'amg', 'cg_mg').
     x0 : array, optional
         Initial guess, the previous probabilities of label 1 (same shape as labels);
         warm-starts the iterative solve.
@@ -388,8 +390,6 @@ def _solve(am, A, rhs, tol, mode, x0=None):
         # Jacobi-CG is the fastest CPU solve at a largest error below Jacobi-CG's; on a GPU
         # the plain Jacobi-CG kernels
         mode = "rb" if am.device == "cpu" else "cg_j"
-    if mode == "rb" and am.device == "cuda":
-        raise InputError("mode 'rb' runs on the CPU only for now; use mode='cg_j' (the default) on a GPU")
     if mode == "gmg" and am.device == "cuda":
         raise InputError("mode 'gmg' runs on the CPU only for now; use mode='cg_j' (the default) on a GPU")
     if mode in ("amg", "cg_mg") and am.device == "cuda":
@@ -414,17 +414,15 @@ def _solve(am, A, rhs, tol, mode, x0=None):
 
         M = MultigridPreconditioner(A)
         solve = lambda b, g: multigrid_cg(A, b, g, tol=tol * _GMG_TOL_FACTOR, M=M)
-    elif mode == "rb" or (mode == "cg_j" and am.device == "cpu"):
+    elif mode == "rb" and RedBlackSystem.applies(A):
+        system = RedBlackSystem(A)
+        solve = lambda b, g: redblack_cg(A, b, g, tol=tol * _RB_TOL_FACTOR, system=system)
+    elif mode in ("rb", "cg_j") and am.device == "cpu":
         from ._kernels import jacobi_cg_numba
-        from ._redblack import RedBlackSystem, redblack_cg
 
-        if mode == "rb" and RedBlackSystem.applies(A):
-            system = RedBlackSystem(A)
-            solve = lambda b, g: redblack_cg(A, b, g, tol=tol * _RB_TOL_FACTOR, system=system)
-        else:
-            solve = lambda b, g: jacobi_cg_numba(A, b, g, tol=tol)
+        solve = lambda b, g: jacobi_cg_numba(A, b, g, tol=tol)
     else:
-        M = jacobi_preconditioner(am, A) if mode == "cg_j" else None
+        M = jacobi_preconditioner(am, A) if mode in ("cg_j", "rb") else None
         check = 10 if am.device == "cuda" else 1
         solve = lambda b, g: cg(am, A, b, g, tol=tol, M=M, check_every=check)
     failed = 0
