@@ -26,7 +26,7 @@ def point_loss(prediction: torch.Tensor, point_channel: torch.Tensor, *, num_fil
         'reference' is the literal loop of conv3d calls; 'separable' the exact per-axis
         banded-matrix form (three matrix products); 'triton' and 'cuda' fused kernels
         (CUDA tensors; Triton also on the CPU under TRITON_INTERPRET=1). 'auto' picks the
-        fastest available for the tensor's device.
+        fastest measured for the tensor's device: 'separable' on the CPU and on an H100.
     validate : bool
         Check that the prediction lies in [0, 1] (a device-to-host read; training loops
         that have already checked their sigmoid can switch it off).
@@ -68,13 +68,9 @@ def point_loss(prediction: torch.Tensor, point_channel: torch.Tensor, *, num_fil
 
 
 def _auto_backend(prediction) -> str:
-    if prediction.device.type == "cuda":
-        from .cuda import load
-
-        if load():
-            return "cuda"
-        if "triton" in available_backends():
-            return "triton"
+    """The fastest backend measured for the tensor's device: the separable form on the CPU
+    and, at 4 x 1 x 128^3 on an H100, on a GPU too (0.97 ms against 1.20 ms for the Triton
+    kernels and 1.85 ms for the CUDA extension; benchmarks/bench_point_loss.py)."""
     return "separable"
 
 

@@ -24,9 +24,15 @@ def _box_operator_np(length: int, num_filters: int, kernel_size: int) -> np.ndar
 
 
 def box_operator(length: int, num_filters: int, kernel_size: int, dtype=torch.float32, device="cpu") -> torch.Tensor:
-    """M = T^num_filters (length x length), computed in float64 and cast."""
-    return torch.as_tensor(_box_operator_np(int(length), int(num_filters), int(kernel_size)), dtype=dtype,
-                           device=device)
+    """M = T^num_filters (length x length), computed in float64 and cast. The tensor is
+    cached per device and shared: callers must not modify it (on a GPU this saves a
+    host-to-device copy, and the wait for it, on every call)."""
+    return _box_operator(int(length), int(num_filters), int(kernel_size), dtype, torch.device(device))
+
+
+@lru_cache(maxsize=256)
+def _box_operator(length, num_filters, kernel_size, dtype, device):
+    return torch.as_tensor(_box_operator_np(length, num_filters, kernel_size), dtype=dtype, device=device)
 
 
 def boundary_filter_separable(prediction: torch.Tensor, num_filters: int = 25, kernel_size: int = 3) -> torch.Tensor:
