@@ -253,22 +253,33 @@ extern "C" __global__ void ell_matvec_f32_i64(const long long* c, const float* v
     ell_matvec_impl<float, long long>(c, v, x, y, n);
 }
 """
-_cuda_module = None
+_cuda_modules = {}
+
+
+def cuda_row_kernel(source, prefix, values, index):
+    """The kernel ``{prefix}_{f32|f64}_{i32|i64}`` (for the dtypes of ``values`` and
+    ``index``) of a CUDA source, compiled once through CuPy."""
+    import cupy
+
+    module = _cuda_modules.get(source)
+    if module is None:
+        module = _cuda_modules[source] = cupy.RawModule(code=source, options=("--std=c++14",))
+    vtype = "f32" if values.dtype == cupy.float32 else "f64"
+    itype = "i32" if index.dtype == cupy.int32 else "i64"
+    return module.get_function(f"{prefix}_{vtype}_{itype}")
+
+
+def launch_rows(kernel, n, args, threads=256):
+    """Launch a one-thread-per-row kernel over ``n`` rows."""
+    kernel(((n + threads - 1) // threads,), (threads,), args)
 
 
 def _ell_matvec_cuda(cols, vals, x):
     """CUDA kernel through CuPy: one thread per row, no host synchronisation."""
     import cupy
 
-    global _cuda_module
-    if _cuda_module is None:
-        _cuda_module = cupy.RawModule(code=_CUDA_SRC, options=("--std=c++14",))
     n = cols.shape[1]
-    vtype = "f32" if vals.dtype == cupy.float32 else "f64"
-    itype = "i32" if cols.dtype == cupy.int32 else "i64"
     x = cupy.ascontiguousarray(x, dtype=vals.dtype)
     y = cupy.empty(n, dtype=vals.dtype)
-    threads = 256
-    kernel = _cuda_module.get_function(f"ell_matvec_{vtype}_{itype}")
-    kernel(((n + threads - 1) // threads,), (threads,), (cols, vals, x, y, cupy.int64(n)))
+    launch_rows(cuda_row_kernel(_CUDA_SRC, "ell_matvec", vals, cols), n, (cols, vals, x, y, cupy.int64(n)))
     return y

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import _CHUNKS, _direction, _dot, _ordered_sum, _update, numba
+from ._kernels import _CHUNKS, _direction, _dot, _ordered_sum, _update, cuda_row_kernel, launch_rows, numba
 
 if numba is not None:
 
@@ -371,25 +371,15 @@ GATHER6(gather6_f64_i32, double, int)
 GATHER6(gather6_f32_i64, float, long long)
 GATHER6(gather6_f64_i64, double, long long)
 """
-_cuda_module = None
 
 
 def _gather_cuda(C, W, x, out, sign, add, scale, diag, y):
     """:func:`_gather_rows` as one CUDA kernel through CuPy (one thread per row); absent terms
     are switched off by flags (their pointers then point at ``out`` and are never read)."""
-    import cupy
-
-    global _cuda_module
-    if _cuda_module is None:
-        _cuda_module = cupy.RawModule(code=_CUDA_SRC, options=("--std=c++14",))
     n = out.shape[0]
-    vtype = "f32" if out.dtype == cupy.float32 else "f64"
-    itype = "i32" if C.dtype == cupy.int32 else "i64"
     flags = (diag is not None) | (add is not None) << 1 | (scale is not None) << 2
     pick = lambda a: out if a is None else a
-    kernel = _cuda_module.get_function(f"gather6_{vtype}_{itype}")
-    threads = 256
-    kernel(((n + threads - 1) // threads,), (threads,),
-           (C, W, x, out, out.dtype.type(sign), pick(add), pick(scale), pick(diag), pick(y), np.int32(flags),
-            np.int64(n)))
+    launch_rows(cuda_row_kernel(_CUDA_SRC, "gather6", out, C), n,
+                (C, W, x, out, out.dtype.type(sign), pick(add), pick(scale), pick(diag), pick(y), np.int32(flags),
+                 np.int64(n)))
     return out
