@@ -325,6 +325,24 @@ def test_label_values_equal_numpy_unique(rng, values):
     out = rwm._label_values(labels)
     np.testing.assert_array_equal(out, np.unique(labels))
     assert out.dtype == labels.dtype
+    # the compiled seed codes equal the plain ones
+    np.testing.assert_array_equal(rwm.seed_codes(labels, out), rwm.seed_codes_plain(labels, out))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32, np.int64, np.uint16])
+def test_seed_codes_and_full_probabilities_match_plain_references(rng, dtype):
+    import sys
+
+    rwm = sys.modules["extremefast.random_walker.random_walker"]
+    values = np.array([0, 1, 3, 9] + ([-2, -1] if np.issubdtype(dtype, np.signedinteger) else []), dtype=dtype)
+    labels = rng.choice(values, size=(11, 7, 5), p=None)
+    codes = rwm.seed_codes(labels, rwm._label_values(labels))
+    np.testing.assert_array_equal(codes, rwm.seed_codes_plain(labels, np.unique(labels)))
+    assert codes.dtype == np.int32 and set(np.unique(codes)) <= {-1, 0, 1, 2, 3}
+    unknown = codes == 0
+    X = rng.random((int(unknown.sum()), 3))
+    np.testing.assert_array_equal(rwm.full_probabilities(codes, unknown, X),
+                                  rwm.full_probabilities_plain(codes, unknown, X))
 
 
 @pytest.mark.parametrize("mode", ["auto", "rb", "cg_j", "gmg"])

@@ -8,6 +8,7 @@ from scipy import ndimage as ndi
 
 from ..errors import InputError
 from ..xp import array_module, has_module, resolve_device
+from ._kernels import _CHUNKS, numba
 from ._laplacian import assemble_cpu, build_unknown_system, edge_weights, stack_systems
 from ._redblack import RedBlackSystem, redblack_cg
 from ._solvers import PyamgSolver, cg, jacobi_preconditioner
@@ -289,13 +290,10 @@ def _finish(problem, X, unknown, return_full_prob, prob_tol):
     if X.size and (X.min() < -prob_tol or X.max() > 1 + prob_tol):
         warnings.warn("random_walker: probabilities fall outside [0, 1] beyond prob_tol; "
                       "decrease beta or tol", RuntimeWarning, stacklevel=3)
-    seeds = problem.seeds.reshape(labels.shape)
     if return_full_prob:
-        out = np.zeros((nlabels,) + labels.shape, dtype=np.float64)
-        for k in range(nlabels):
-            out[k][unknown] = X[:, k]
-            out[k][seeds == k + 1] = 1.0
-        return out
+        return full_probabilities(problem.seeds, unknown.reshape(problem.seeds.shape), X).reshape(
+            (nlabels,) + labels.shape)
+    seeds = problem.seeds.reshape(labels.shape)
     out = seeds.astype(labels.dtype)
     out[labels == 0] = 0  # unknown voxels no seed can reach stay 0, as in scikit-image
     out[unknown] = np.argmax(X, axis=1) + 1
@@ -344,9 +342,8 @@ def _preprocess(labels):
     else:
         # with no inactive voxel the grid is connected: every seed reaches an unknown voxel
         isolated_seeds = np.zeros(labels.shape, dtype=bool)
-    seeds = np.zeros(labels.shape, dtype=np.int32)
+    seeds = seed_codes(labels, values)
     positive_values = values[values > 0]
-    seeds[positive] = np.searchsorted(positive_values, labels[positive]) + 1
     if values[0] < 0 or np.any(isolated_seeds):
         reachable_from_seeds = ndi.binary_propagation(positive & ~isolated_seeds, mask=active)
         orphans = unknown & ~reachable_from_seeds
@@ -365,9 +362,101 @@ def _label_values(labels):
     when their range is small, as seed arrays' is)."""
     lo, hi = int(labels.min()), int(labels.max())
     if hi - lo < 2**16:
-        counts = np.bincount((labels.ravel() - lo) if lo != 0 else labels.ravel(), minlength=hi - lo + 1)
-        return (np.flatnonzero(counts) + lo).astype(labels.dtype)
+        present = np.zeros(hi - lo + 1, dtype=np.bool_)
+        flat = _flat_integers(labels)
+        if numba is not None:
+            _mark_present(flat, lo, present)
+        else:  # pragma: no cover - numba is a dependency
+            present[np.unique(flat) - lo] = True
+        return (np.flatnonzero(present) + lo).astype(labels.dtype)
     return np.unique(labels)
+
+
+def _flat_integers(labels):
+    flat = labels.ravel()
+    return flat.view(np.uint8) if flat.dtype == np.bool_ else flat
+
+
+def seed_codes(labels, values):
+    """int32 seed codes of ``labels`` given its sorted distinct ``values``: positive values
+    -> 1..K in increasing order, 0 -> 0, negative values -> -1. One compiled pass through a
+    lookup table when the values' range is small; :func:`seed_codes_plain` otherwise (and
+    as the reference the tests compare against)."""
+    lo, hi = int(values[0]), int(values[-1])
+    if numba is None or hi - lo >= 2**16:
+        return seed_codes_plain(labels, values)
+    table = np.zeros(hi - lo + 1, dtype=np.int32)
+    positive = values[values > 0]
+    table[(positive.astype(np.int64) - lo)] = np.arange(1, positive.size + 1, dtype=np.int32)
+    table[(values[values < 0].astype(np.int64) - lo)] = -1
+    out = np.empty(labels.shape, dtype=np.int32)
+    _lookup(_flat_integers(labels), lo, table, out.ravel())
+    return out
+
+
+def seed_codes_plain(labels, values):
+    out = np.zeros(labels.shape, dtype=np.int32)
+    positive = labels > 0
+    out[positive] = np.searchsorted(values[values > 0], labels[positive]) + 1
+    out[labels < 0] = -1
+    return out
+
+
+def full_probabilities(seeds, unknown, X):
+    """The (nlabels, *grid) probabilities from the unknowns' rows X (n_u, nlabels), rows in
+    grid order: X on unknown voxels, 1 for a seed's own label, 0 elsewhere. One compiled
+    pass (planes in parallel); :func:`full_probabilities_plain` is the reference."""
+    if numba is None or seeds.ndim != 3:
+        return full_probabilities_plain(seeds, unknown, X)
+    starts = np.zeros(seeds.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.count_nonzero(unknown.reshape(seeds.shape[0], -1), axis=1), out=starts[1:])
+    out = np.empty((X.shape[1],) + seeds.shape, dtype=np.float64)
+    _fill_probabilities(seeds, unknown, starts, np.ascontiguousarray(X, dtype=np.float64), out)
+    return out
+
+
+def full_probabilities_plain(seeds, unknown, X):
+    out = np.zeros((X.shape[1],) + seeds.shape, dtype=np.float64)
+    for k in range(X.shape[1]):
+        out[k][unknown] = X[:, k]
+        out[k][seeds == k + 1] = 1.0
+    return out
+
+
+if numba is not None:
+
+    @numba.njit(parallel=True, cache=True)
+    def _mark_present(flat, lo, present):
+        """present[v - lo] = True for every value v (concurrent writes all store True)."""
+        n = flat.shape[0]
+        size = (n + _CHUNKS - 1) // _CHUNKS
+        for ch in numba.prange(_CHUNKS):
+            for i in range(ch * size, min(n, (ch + 1) * size)):
+                present[np.int64(flat[i]) - lo] = True
+
+    @numba.njit(parallel=True, cache=True)
+    def _lookup(flat, lo, table, out):
+        n = flat.shape[0]
+        size = (n + _CHUNKS - 1) // _CHUNKS
+        for ch in numba.prange(_CHUNKS):
+            for i in range(ch * size, min(n, (ch + 1) * size)):
+                out[i] = table[np.int64(flat[i]) - lo]
+
+    @numba.njit(parallel=True, cache=True)
+    def _fill_probabilities(seeds, unknown, starts, X, out):
+        nlabels = X.shape[1]
+        for i in numba.prange(seeds.shape[0]):
+            r = starts[i]
+            for j in range(seeds.shape[1]):
+                for m in range(seeds.shape[2]):
+                    if unknown[i, j, m]:
+                        for k in range(nlabels):
+                            out[k, i, j, m] = X[r, k]
+                        r += 1
+                    else:
+                        s = seeds[i, j, m]
+                        for k in range(nlabels):
+                            out[k, i, j, m] = 1.0 if s == k + 1 else 0.0
 
 
 def _labels_only_output(labels, return_full_prob):
