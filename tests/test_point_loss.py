@@ -55,6 +55,10 @@ def test_separable_gradcheck():
     p, e = _inputs((2, 1, 4, 5, 3))
     assert torch.autograd.gradcheck(lambda x: point_loss(x, e, num_filters=3, backend="separable", validate=False),
                                     (p,), eps=1e-6, atol=1e-8)
+    # the point channel's gradient too, where it asks for one
+    e.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, y: point_loss(x, y, num_filters=3, backend="separable", validate=False),
+                                    (p, e), eps=1e-6, atol=1e-8)
 
 
 def test_triton_backend_under_interpreter():
