@@ -236,6 +236,8 @@ class Scheme:
             if not cfg.switches["rw_regularise"]:
                 out[case.name] = prob
                 continue
+            # (no warm start: starting the random walk from the current pseudo label measured
+            # slower, 0.83 s against 0.68 s per refresh of the main job's 8 cases on the CPU)
             items.append((prob, case.image, case.points, case.spacing))
             names.append(case.name)
         device = "cuda" if (self.rt.device.type == "cuda" and cuda_available()) else "cpu"
@@ -323,7 +325,9 @@ class Scheme:
             if not cfg.switches["full"]:
                 mine = self.train_cases[rt.rank::rt.world_size]
                 self.kept_previous = 0
+                t_refresh = time.perf_counter()
                 fresh = self.regularise_all(mine)
+                refresh_seconds = time.perf_counter() - t_refresh
                 for case in self.train_cases:
                     case.pseudo = fresh.get(case.name)
                     if case.pseudo is not None:
@@ -335,6 +339,8 @@ class Scheme:
             row = {"round": rnd, "pseudo_label_dice": pl_dice, "val_dice": val,
                    "selection_dice": self.state["best_select"], "kept_previous_labels": self.kept_previous,
                    "seconds": time.perf_counter() - t_round}
+            if not cfg.switches["full"]:
+                row["refresh_seconds"] = refresh_seconds
             self.rows.append(row)
             if val["mean"] > self.state["best_val"]:
                 self.state.update(best_val=val["mean"], best_round=rnd, since_best=0,
