@@ -37,6 +37,28 @@ def test_forward_shapes_and_range(attention, shape):
     repr(net)
 
 
+@pytest.mark.parametrize("attention", ["none", "point"])
+def test_channels_last_layout_gives_the_same_output_and_gradients(attention):
+    """The CPU default (channels-last layers) against the plain contiguous layout: the same
+    float32 output to rounding, and in float64 (where no ReLU input sits close enough to 0 to
+    change sides with the summation order) the same gradients."""
+    torch.manual_seed(0)
+    plain = SegResNet(in_channels=2, attention=attention, channels_last=False)
+    fast = SegResNet(in_channels=2, attention=attention)
+    fast.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 2, 20, 13, 9)
+    y_fast = fast(x)
+    assert y_fast.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(y_fast, plain(x), rtol=1e-4, atol=1e-5)
+    plain, fast = plain.double(), fast.double()
+    y_plain, y_fast = plain(x.double()), fast(x.double())
+    torch.testing.assert_close(y_fast, y_plain, rtol=1e-10, atol=1e-12)
+    y_plain.square().mean().backward()
+    y_fast.square().mean().backward()
+    for (name, a), b in zip(plain.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-8, atol=1e-12, msg=name)
+
+
 def test_point_attention_uses_the_point_channel():
     torch.manual_seed(0)
     net = SegResNet(in_channels=2, attention="point").eval()

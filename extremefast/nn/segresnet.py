@@ -70,10 +70,16 @@ class SegResNet(nn.Module):
     attention : {'none', 'gate', 'point'}
         Attention gates on the decoder skips; 'point' feeds the point channel (the input's
         last channel, downsampled to each level) to the gates as well.
+    channels_last : bool or None
+        Run the layers on channels-last (NDHWC) tensors. None (the default): on the CPU,
+        where oneDNN's 3D convolutions are faster that way (a training step at 2 x 2 x 64^3
+        measured 1.6x faster, benchmarks/bench_network.py); the output is the same up to
+        float32 rounding (tested).
     """
 
     def __init__(self, spatial_dims: int = 3, in_channels: int = 2, out_channels: int = 1, init_filters: int = 8,
-                 blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), attention: str = "none", num_groups: int = 8):
+                 blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), attention: str = "none", num_groups: int = 8,
+                 channels_last: bool | None = None):
         super().__init__()
         if spatial_dims != 3:
             raise InputError(f"spatial_dims must be 3, got {spatial_dims}")
@@ -88,6 +94,7 @@ class SegResNet(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.init_filters, self.attention = init_filters, attention
         self.blocks_down, self.blocks_up = tuple(blocks_down), tuple(blocks_up)
+        self.channels_last = channels_last
         self.conv_init = nn.Conv3d(in_channels, init_filters, 3, padding=1, bias=False)
         self.down_layers = self._make_down_layers(num_groups)
         self.up_convs, self.up_layers, self.gates = self._make_up_layers(num_groups)
@@ -136,6 +143,8 @@ class SegResNet(nn.Module):
     def forward_logits(self, x):
         if x.dim() != 5 or x.shape[1] != self.in_channels:
             raise InputError(f"input must be (N, {self.in_channels}, X, Y, Z), got {tuple(x.shape)}")
+        if self.channels_last or (self.channels_last is None and x.device.type == "cpu"):
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         points = x[:, -1:] if self.attention == "point" else None
         bottom, skips = self.encode(x)
         return self.decode(bottom, skips, points)
