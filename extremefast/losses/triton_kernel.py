@@ -7,8 +7,10 @@ M (L x L) along an axis is a matrix product on a strided view:
 The last forward pass (axis 0) is fused with the loss: it forms G0, the boundary map
 exp(-(G0 - 0.5)^2), one partial sum of the loss per program (summed afterwards, so the
 result is deterministic) and the gradient seed dL/dG0; the backward applies M^T along
-the three axes to that seed. Products use full float32 precision (``ieee``), not tf32,
-so the kernels agree with the reference to float32 rounding. The kernels compute in the
+the three axes to that seed. float32 products use the split-TF32 form (``tf32x3``: three
+tensor-core products of the high and low parts, about float32's accuracy), not plain tf32,
+so the kernels agree with the reference to about float32 rounding (tested); float64 ones
+are exact (``ieee``). The kernels compute in the
 prediction's precision: float32, or float64 for a float64 prediction (used for the
 gradient check against finite differences).
 """
@@ -23,7 +25,8 @@ from .separable import box_operator
 
 
 @triton.jit
-def _rows_times_mt(x_ptr, m_ptr, y_ptr, R, L, BLOCK_R: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr):
+def _rows_times_mt(x_ptr, m_ptr, y_ptr, R, L, BLOCK_R: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr,
+                   PRECISION: tl.constexpr):
     """y[r, i] = sum_k x[r, k] * m[i, k]  (x, y: R x L row-major; m: L x L)."""
     pid_r = tl.program_id(0)
     pid_i = tl.program_id(1)
@@ -34,12 +37,13 @@ def _rows_times_mt(x_ptr, m_ptr, y_ptr, R, L, BLOCK_R: tl.constexpr, BLOCK_I: tl
         ks = k0 + tl.arange(0, BLOCK_K)
         x = tl.load(x_ptr + rows[:, None] * L + ks[None, :], mask=(rows[:, None] < R) & (ks[None, :] < L), other=0.0)
         mt = tl.load(m_ptr + cols[None, :] * L + ks[:, None], mask=(cols[None, :] < L) & (ks[:, None] < L), other=0.0)
-        acc = tl.dot(x, mt, acc, input_precision="ieee")
+        acc = tl.dot(x, mt, acc, input_precision=PRECISION)
     tl.store(y_ptr + rows[:, None] * L + cols[None, :], acc, mask=(rows[:, None] < R) & (cols[None, :] < L))
 
 
 @triton.jit
-def _slab_tile(x_ptr, m_ptr, L, B, BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
+def _slab_tile(x_ptr, m_ptr, L, B, BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
+               PRECISION: tl.constexpr):
     """This program's tile of M x on the middle index of an (A, L, B) slab: returns
     acc[i, b] = sum_k m[i, k] * x[base + k * B + b] with its ``base``, ``ii`` and ``bb``
     (program ids: slab a, row block i, column block b)."""
@@ -51,23 +55,24 @@ def _slab_tile(x_ptr, m_ptr, L, B, BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr,
         ks = k0 + tl.arange(0, BLOCK_K)
         m = tl.load(m_ptr + ii[:, None] * L + ks[None, :], mask=(ii[:, None] < L) & (ks[None, :] < L), other=0.0)
         x = tl.load(x_ptr + base + ks[:, None] * B + bb[None, :], mask=(ks[:, None] < L) & (bb[None, :] < B), other=0.0)
-        acc = tl.dot(m, x, acc, input_precision="ieee")
+        acc = tl.dot(m, x, acc, input_precision=PRECISION)
     return acc, base, ii, bb
 
 
 @triton.jit
-def _m_times_slab(x_ptr, m_ptr, y_ptr, L, B, BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
+def _m_times_slab(x_ptr, m_ptr, y_ptr, L, B, BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
+                  PRECISION: tl.constexpr):
     """y[a, i, b] = sum_k m[i, k] * x[a, k, b]  (x, y: A x L x B contiguous)."""
-    acc, base, ii, bb = _slab_tile(x_ptr, m_ptr, L, B, BLOCK_I, BLOCK_B, BLOCK_K)
+    acc, base, ii, bb = _slab_tile(x_ptr, m_ptr, L, B, BLOCK_I, BLOCK_B, BLOCK_K, PRECISION)
     tl.store(y_ptr + base + ii[:, None] * B + bb[None, :], acc, mask=(ii[:, None] < L) & (bb[None, :] < B))
 
 
 @triton.jit
 def _m_times_slab_loss(x_ptr, m_ptr, g_ptr, seed_ptr, partial_ptr, L, B, inv_count,
-                       BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
+                       BLOCK_I: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr):
     """Last forward pass fused with the loss: G0 = M x on the middle index, then
     partial[pid] = sum exp(-(G0-.5)^2) * g and seed = 2/N * g * (G0 - .5) * exp(-(G0-.5)^2)."""
-    acc, base, ii, bb = _slab_tile(x_ptr, m_ptr, L, B, BLOCK_I, BLOCK_B, BLOCK_K)
+    acc, base, ii, bb = _slab_tile(x_ptr, m_ptr, L, B, BLOCK_I, BLOCK_B, BLOCK_K, PRECISION)
     inside = (ii[:, None] < L) & (bb[None, :] < B)
     offs = base + ii[:, None] * B + bb[None, :]
     g = tl.load(g_ptr + offs, mask=inside, other=0.0)
@@ -77,6 +82,10 @@ def _m_times_slab_loss(x_ptr, m_ptr, g_ptr, seed_ptr, partial_ptr, L, B, inv_cou
     pid = (tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)) * tl.num_programs(2) + tl.program_id(2)
     tl.store(partial_ptr + pid, tl.sum(tl.sum(prod, axis=1), axis=0))
     tl.store(seed_ptr + offs, 2.0 * inv_count * g * d * boundary, mask=inside)
+
+
+def _precision(x) -> str:
+    return "tf32x3" if x.dtype == torch.float32 else "ieee"
 
 
 def _block(length: int, cap: int) -> int:
@@ -90,7 +99,7 @@ def _apply_last(x, m):
     y = torch.empty_like(x)
     br, bi, bk = 32, _block(L, 64), _block(L, 32)
     grid = (triton.cdiv(R, br), triton.cdiv(L, bi))
-    _rows_times_mt[grid](x, m, y, R, L, BLOCK_R=br, BLOCK_I=bi, BLOCK_K=bk)
+    _rows_times_mt[grid](x, m, y, R, L, BLOCK_R=br, BLOCK_I=bi, BLOCK_K=bk, PRECISION=_precision(x))
     return y
 
 
@@ -98,7 +107,7 @@ def _apply_middle(x, m, A, L, B):
     y = torch.empty_like(x)
     bi, bb, bk = _block(L, 64), _block(B, 64), _block(L, 32)
     grid = (A, triton.cdiv(L, bi), triton.cdiv(B, bb))
-    _m_times_slab[grid](x, m, y, L, B, BLOCK_I=bi, BLOCK_B=bb, BLOCK_K=bk)
+    _m_times_slab[grid](x, m, y, L, B, BLOCK_I=bi, BLOCK_B=bb, BLOCK_K=bk, PRECISION=_precision(x))
     return y
 
 
@@ -119,7 +128,7 @@ def point_loss_triton_forward(prediction, point_channel, num_filters, kernel_siz
     grid = (n * c, triton.cdiv(l0, bi), triton.cdiv(l1 * l2, bb))
     partial = torch.empty(grid[0] * grid[1] * grid[2], dtype=dtype, device=dev)
     _m_times_slab_loss[grid](x, ms[0], g, seed, partial, l0, l1 * l2, 1.0 / pred.numel(),
-                             BLOCK_I=bi, BLOCK_B=bb, BLOCK_K=bk)
+                             BLOCK_I=bi, BLOCK_B=bb, BLOCK_K=bk, PRECISION=_precision(x))
     loss = -partial.sum() / pred.numel()
     # backward: M^T along each axis
     mts = [m.T.contiguous() for m in ms]
