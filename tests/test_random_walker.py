@@ -343,6 +343,11 @@ def test_seed_codes_and_full_probabilities_match_plain_references(rng, dtype):
     X = rng.random((int(unknown.sum()), 3))
     np.testing.assert_array_equal(rwm.full_probabilities(codes, unknown, X),
                                   rwm.full_probabilities_plain(codes, unknown, X))
+    # non-contiguous labels, and a single voxel
+    for sub in (labels[:, ::2, 1:], labels[3:4, 2:3, :1]):
+        vals = rwm._label_values(sub)
+        np.testing.assert_array_equal(vals, np.unique(sub))
+        np.testing.assert_array_equal(rwm.seed_codes(sub, vals), rwm.seed_codes_plain(sub, vals))
 
 
 @pytest.mark.parametrize("mode", ["auto", "rb", "cg_j", "gmg"])
