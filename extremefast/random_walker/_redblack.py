@@ -262,7 +262,8 @@ class _CompiledSteps:
     def ratio(self, num, den):
         return self.dtype.type(num / den)
 
-    def update(self, x, r, p, sp, inv, alpha, z):
+    def update(self, x, r, p, sp, inv, alpha, z, with_rr):
+        """(r . z, r . r) after the step (both from one fused pass)."""
         return _update(x, r, p, sp, inv, alpha, z)
 
     def direction(self, p, z, beta):
@@ -284,12 +285,13 @@ class _ArraySteps:
         xp = self.xp
         return xp.where(den != 0, num / xp.where(den != 0, den, 1), 0).astype(self.dtype)
 
-    def update(self, x, r, p, sp, inv, alpha, z):
+    def update(self, x, r, p, sp, inv, alpha, z, with_rr):
+        """(r . z, r . r) after the step; r . r only when ``with_rr`` (a convergence test)."""
         xp = self.xp
         x += alpha * p
         r -= alpha * sp
         xp.multiply(r, inv, out=z)
-        return xp.vdot(r, z), xp.vdot(r, r)
+        return xp.vdot(r, z), (xp.vdot(r, r) if with_rr else None)
 
     def direction(self, p, z, beta):
         p *= beta
@@ -338,8 +340,9 @@ def redblack_cg(A, b, x0=None, *, tol=1e-3, maxiter=None, system=None, check_eve
     while info and it < maxiter:
         it += 1
         pap = rb.apply_schur(p, sp, t_r)
-        rz_new, rr = steps.update(x, r, p, sp, rb.inv_S_diag, steps.ratio(rz, pap), z)
-        if (it % check_every == 0 or it == maxiter) and float(rr) <= threshold2:
+        check = it % check_every == 0 or it == maxiter
+        rz_new, rr = steps.update(x, r, p, sp, rb.inv_S_diag, steps.ratio(rz, pap), z, check)
+        if check and float(rr) <= threshold2:
             info = 0
             break
         steps.direction(p, z, steps.ratio(rz_new, rz))
