@@ -10,9 +10,8 @@ result is deterministic) and the gradient seed dL/dG0; the backward applies M^T 
 the three axes to that seed. float32 products use the split-TF32 form (``tf32x3``: three
 tensor-core products of the high and low parts, about float32's accuracy), not plain tf32,
 so the kernels agree with the reference to about float32 rounding (tested); float64 ones
-are exact (``ieee``). The kernels compute in the
-prediction's precision: float32, or float64 for a float64 prediction (used for the
-gradient check against finite differences).
+are exact (``ieee``). The kernels compute in the prediction's precision: float32, or
+float64 for a float64 prediction (used for the gradient check against finite differences).
 """
 from __future__ import annotations
 

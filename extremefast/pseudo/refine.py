@@ -14,7 +14,7 @@ import numpy as np
 from ..random_walker import random_walker_batch
 from ..xp import array_module, resolve_device
 from .roi import crop_resample, paste_back, roi_box
-from .seeds import uncertainty_seeds
+from .seeds import BACKGROUND, FOREGROUND, UNKNOWN, uncertainty_seeds
 
 
 def refine_probability(prob, image, points, spacing, *, pad_mm: float, crop_size: int, radius: float,
@@ -56,11 +56,11 @@ def refine_probabilities(items, *, pad_mm: float, crop_size: int, radius: float,
             warnings.filterwarnings("ignore", message="random_walker: probabilities fall outside")
             solved = random_walker_batch(crops, seeds_list, beta=beta, device=am.device)
         for i, box, full in zip(todo, boxes, solved):
-            fg = xp.asarray(np.clip(full[1], 0.0, 1.0).astype(np.float32))
+            fg = xp.asarray(np.clip(full[FOREGROUND - 1], 0.0, 1.0).astype(np.float32))  # label k: row k - 1
             out[i] = am.to_numpy(paste_back(fg, box, order=1))
     return out
 
 
 def _has_band(seeds) -> bool:
     """Foreground, background and unknown voxels are all present."""
-    return bool((seeds == 0).any()) and bool((seeds == 1).any()) and bool((seeds == 2).any())
+    return all(bool((seeds == code).any()) for code in (UNKNOWN, BACKGROUND, FOREGROUND))

@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 
 from ..errors import InputError
 from ..xp import array_module, has_module, resolve_device
-from ._kernels import _CHUNKS, numba
+from ._kernels import numba
 from ._laplacian import assemble_cpu, build_unknown_system, edge_weights, stack_systems
 from ._redblack import RedBlackSystem, redblack_cg
 from ._solvers import PyamgSolver, cg, jacobi_preconditioner
@@ -286,13 +286,14 @@ def _all_columns(xp, part, implied, solved, nlabels):
 def _finish(problem, X, unknown, return_full_prob, prob_tol):
     """The output in the input's layout from the unknowns' probabilities X (n_u, nlabels)."""
     labels, nlabels = problem.labels, problem.nlabels
-    unknown = unknown.reshape(labels.shape)
     if X.size and (X.min() < -prob_tol or X.max() > 1 + prob_tol):
         warnings.warn("random_walker: probabilities fall outside [0, 1] beyond prob_tol; "
                       "decrease beta or tol", RuntimeWarning, stacklevel=3)
     if return_full_prob:
+        # ``unknown`` and the seeds share the (X, Y, Z) working layout
         return full_probabilities(problem.seeds, unknown.reshape(problem.seeds.shape), X).reshape(
             (nlabels,) + labels.shape)
+    unknown = unknown.reshape(labels.shape)
     seeds = problem.seeds.reshape(labels.shape)
     out = seeds.astype(labels.dtype)
     out[labels == 0] = 0  # unknown voxels no seed can reach stay 0, as in scikit-image
@@ -428,19 +429,13 @@ if numba is not None:
     @numba.njit(parallel=True, cache=True)
     def _mark_present(flat, lo, present):
         """present[v - lo] = True for every value v (concurrent writes all store True)."""
-        n = flat.shape[0]
-        size = (n + _CHUNKS - 1) // _CHUNKS
-        for ch in numba.prange(_CHUNKS):
-            for i in range(ch * size, min(n, (ch + 1) * size)):
-                present[np.int64(flat[i]) - lo] = True
+        for i in numba.prange(flat.shape[0]):
+            present[np.int64(flat[i]) - lo] = True
 
     @numba.njit(parallel=True, cache=True)
     def _lookup(flat, lo, table, out):
-        n = flat.shape[0]
-        size = (n + _CHUNKS - 1) // _CHUNKS
-        for ch in numba.prange(_CHUNKS):
-            for i in range(ch * size, min(n, (ch + 1) * size)):
-                out[i] = table[np.int64(flat[i]) - lo]
+        for i in numba.prange(flat.shape[0]):
+            out[i] = table[np.int64(flat[i]) - lo]
 
     @numba.njit(parallel=True, cache=True)
     def _fill_probabilities(seeds, unknown, starts, X, out):

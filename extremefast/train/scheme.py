@@ -322,12 +322,13 @@ class Scheme:
             raw.load_state_dict(self.state["best_state"])
             val = self.validate()
             # the next round's pseudo labels (sharded over ranks; each writes its share)
+            refresh = {}  # the refresh's time, in the summary row of rounds that refresh
             if not cfg.switches["full"]:
                 mine = self.train_cases[rt.rank::rt.world_size]
                 self.kept_previous = 0
                 t_refresh = time.perf_counter()
                 fresh = self.regularise_all(mine)
-                refresh_seconds = time.perf_counter() - t_refresh
+                refresh["refresh_seconds"] = time.perf_counter() - t_refresh
                 for case in self.train_cases:
                     case.pseudo = fresh.get(case.name)
                     if case.pseudo is not None:
@@ -338,9 +339,7 @@ class Scheme:
                                 for c in self.train_cases)
             row = {"round": rnd, "pseudo_label_dice": pl_dice, "val_dice": val,
                    "selection_dice": self.state["best_select"], "kept_previous_labels": self.kept_previous,
-                   "seconds": time.perf_counter() - t_round}
-            if not cfg.switches["full"]:
-                row["refresh_seconds"] = refresh_seconds
+                   "seconds": time.perf_counter() - t_round, **refresh}
             self.rows.append(row)
             if val["mean"] > self.state["best_val"]:
                 self.state.update(best_val=val["mean"], best_round=rnd, since_best=0,
