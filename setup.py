@@ -15,7 +15,7 @@ PACKAGES = [
     "extremefast.data",
     "extremefast.predict",
     "extremefast.pseudo",
-    "extremefast.random_walker",
+    "extremefast.random_walk",
     "extremefast.nn",
     "extremefast.losses",
     "extremefast.train",

@@ -1,7 +1,7 @@
 """extremefast: weakly supervised 3D segmentation from six extreme-point clicks, fast."""
 from ._version import __version__
 from .errors import BackendUnavailable, DataError, ExtremefastError, InputError
-from .random_walker import random_walker, random_walker_batch
+from .random_walk import random_walker, random_walker_batch
 
 
 def __getattr__(name):

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
-from ..random_walker import random_walker
+from ..random_walk import random_walker
 from ..xp import module_of
 from .extreme_points import check_points
 from .geodesic import geodesic_scribbles, gradient_cost
@@ -108,7 +108,7 @@ def rw_probability(image, seeds, beta, tol=1e-3, spacing=None) -> np.ndarray:
     the answer for a label map; the public random_walker keeps warning about it.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="random_walker: probabilities fall outside")
+        warnings.filterwarnings("ignore", message="The probability range is outside")
         prob = random_walker(image, seeds, beta=beta, tol=tol, spacing=spacing, return_full_prob=True)[1]
     return np.clip(prob, 0.0, 1.0).astype(np.float32)
 
@@ -137,6 +137,27 @@ def pseudo_label_from_points(image, spacing, points, config: PseudoLabelConfig |
 
 def pseudo_label_crop(crop, points_crop, crop_spacing, config: PseudoLabelConfig, box: Box | None = None) -> PseudoLabel:
     """Steps 1-2 on an already cropped, normalised image."""
+    problem = random_walker_problem(crop, points_crop, crop_spacing, config)
+    prob = rw_probability(problem.data, problem.seeds, beta=config.beta, tol=config.rw_tol, spacing=problem.spacing)
+    channel = point_channel(points_crop, crop.shape, config.point_sigma)
+    return PseudoLabel(box, crop, np.asarray(points_crop), channel, problem.scribble, problem.seeds, prob)
+
+
+@dataclass
+class RandomWalkerProblem:
+    """What step 2 hands the random walker: the (smoothed) crop, seeds (0 unknown,
+    1 background, 2 foreground), the spacing the walker is told (None: isotropic) and
+    the geodesic scribble the seeds grew from."""
+
+    data: np.ndarray
+    seeds: np.ndarray
+    spacing: np.ndarray | None
+    scribble: np.ndarray
+
+
+def random_walker_problem(crop, points_crop, crop_spacing, config: PseudoLabelConfig) -> RandomWalkerProblem:
+    """Step 1 and the seeds of step 2 on a cropped, normalised image: geodesic scribbles
+    between the clicks, foreground and background seeds from them."""
     size = crop.shape
     pts_vox = np.clip(np.rint(points_crop), 0, np.asarray(size) - 1).astype(np.int64)
     norm_spacing = np.asarray(crop_spacing) / np.min(crop_spacing)
@@ -155,13 +176,10 @@ def pseudo_label_crop(crop, points_crop, crop_spacing, config: PseudoLabelConfig
         outside[tuple(slice(max(a, 0), b) for a, b in zip(lo, hi))] = False
     seeds = scribble_seeds(scribble, r_fg, r_bg, spacing=norm_spacing if config.radii_relative else None,
                            outside=outside)
-    rw_spacing = norm_spacing if config.rw_spacing else None
     if not np.any(seeds == 1):
         # a crop too small for the background radius: fall back to the crop's border
         border = np.ones(size, dtype=bool)
         border[1:-1, 1:-1, 1:-1] = False
         seeds[border & (seeds == 0)] = 1
     rw_data = ndi.gaussian_filter(crop, config.rw_smooth_sigma) if config.rw_smooth_sigma > 0 else crop
-    prob = rw_probability(rw_data, seeds, beta=config.beta, tol=config.rw_tol, spacing=rw_spacing)
-    channel = point_channel(points_crop, size, config.point_sigma)
-    return PseudoLabel(box, crop, np.asarray(points_crop), channel, scribble, seeds, prob)
+    return RandomWalkerProblem(rw_data, seeds, norm_spacing if config.rw_spacing else None, scribble)

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from ..random_walker import random_walker_batch
+from ..random_walk import random_walker_batch
 from ..xp import array_module, resolve_device
 from .roi import crop_resample, paste_back, roi_box
 from .seeds import BACKGROUND, FOREGROUND, UNKNOWN, uncertainty_seeds
@@ -53,7 +53,7 @@ def refine_probabilities(items, *, pad_mm: float, crop_size: int, radius: float,
     if todo:
         with warnings.catch_warnings():
             # as in rw_probability: weakly coupled pockets may end slightly outside [0, 1]; clipped below
-            warnings.filterwarnings("ignore", message="random_walker: probabilities fall outside")
+            warnings.filterwarnings("ignore", message="The probability range is outside")
             solved = random_walker_batch(crops, seeds_list, beta=beta, device=am.device)
         for i, box, full in zip(todo, boxes, solved):
             fg = xp.asarray(np.clip(full[FOREGROUND - 1], 0.0, 1.0).astype(np.float32))  # label k: row k - 1

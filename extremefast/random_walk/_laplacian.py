@@ -101,30 +101,31 @@ def stack_systems(am, matrices):
     """Block-diagonal stack of several :class:`StencilMatrix` (one per case) and the case
     index of every row: the batched solve's one matrix, one mat-vec kernel for all cases."""
     xp = am.xp
-    cols, vals, case = [], [], []
+    cols, vals, coupling, case = [], [], [], []
     offset = 0
     for k, A in enumerate(matrices):
         cols.append(xp.where(A.cols >= 0, A.cols + offset, -1).astype(np.int64 if offset + A.shape[0] >= 2**31 - 1
                                                                        else A.cols.dtype))
         vals.append(A.vals)
+        coupling.append(A.coupling)
         case.append(xp.full(A.shape[0], k, dtype=np.int32))
         offset += A.shape[0]
     if not matrices:
-        return StencilMatrix(am, xp.empty((7, 0), dtype=np.int32), xp.empty((7, 0), dtype=np.float32)), \
-            xp.empty(0, dtype=np.int32)
+        return StencilMatrix(am, xp.empty((7, 0), dtype=np.int32), xp.empty((7, 0), dtype=np.float32),
+                             coupling=xp.empty(0, dtype=np.float32)), xp.empty(0, dtype=np.int32)
     index_dtype = np.result_type(*[c.dtype for c in cols])
     return (StencilMatrix(am, xp.concatenate([c.astype(index_dtype) for c in cols], axis=1),
-                          xp.concatenate(vals, axis=1)), xp.concatenate(case))
+                          xp.concatenate(vals, axis=1), coupling=xp.concatenate(coupling)), xp.concatenate(case))
 
 
 class StencilMatrix:
     """The unknowns' block in a 7-column ELL layout: ``cols``/``vals`` of shape (7, n).
 
-    Column -1 marks a missing neighbour. ``unknown`` (the grid mask of the rows, in grid
-    order) and ``coupling`` (each row's total edge weight to seeds) give the grid layout
-    that geometric multigrid needs. ``A @ x`` runs a compiled kernel (Numba on the
-    CPU, a CUDA kernel through CuPy on a GPU); :meth:`tocsr` gives the same matrix in CSR
-    form for pyamg and direct solvers.
+    Column -1 marks a missing neighbour; slot 3 is the diagonal. ``unknown`` is the grid
+    mask of the rows (in grid order; the red-black split needs it) and ``coupling`` each
+    row's total edge weight to seeds. ``A @ x`` runs a compiled kernel in the Laplacian
+    form (see ``_kernels``; Numba on the CPU, CUDA through CuPy on a GPU); :meth:`tocsr`
+    gives the same matrix in CSR form for pyamg and direct solvers.
     """
 
     def __init__(self, am, cols, vals, unknown=None, coupling=None):
@@ -143,7 +144,7 @@ class StencilMatrix:
     def __matmul__(self, x):
         from ._kernels import ell_matvec
 
-        return ell_matvec(self.am, self.cols, self.vals, x)
+        return ell_matvec(self.am, self.cols, self.vals, self.coupling, x)
 
     def astype(self, dtype):
         coupling = None if self.coupling is None else self.coupling.astype(dtype)
@@ -175,9 +176,6 @@ def assemble_cpu(data, labels, active, nlabels, spacing, beta, dtype=np.float32,
 
     am = array_module("cpu")
     dtype = np.dtype(dtype)
-    if numba is None:  # pragma: no cover - numba is a dependency
-        w = edge_weights(am, data.astype(dtype), spacing, beta, eps)
-        return build_unknown_system(am, w, labels, nlabels, active, dtype=dtype)
     data = np.ascontiguousarray(data, dtype=dtype)
     std = float(data.std())
     scale = -beta / (10.0 * std) if std > 0 else 0.0
@@ -205,87 +203,86 @@ def assemble_cpu(data, labels, active, nlabels, spacing, beta, dtype=np.float32,
     return A, rhs, unknown
 
 
-if numba is not None:
 
-    @numba.njit(parallel=True, cache=True)
-    def _count_unknowns(lab_p, counts):
-        for i in numba.prange(lab_p.shape[0]):
-            c = 0
-            for j in range(lab_p.shape[1]):
-                for k in range(lab_p.shape[2]):
-                    c += lab_p[i, j, k] == 0
-            counts[i] = c
+@numba.njit(parallel=True, cache=True)
+def _count_unknowns(lab_p, counts):
+    for i in numba.prange(lab_p.shape[0]):
+        c = 0
+        for j in range(lab_p.shape[1]):
+            for k in range(lab_p.shape[2]):
+                c += lab_p[i, j, k] == 0
+        counts[i] = c
 
-    @numba.njit(parallel=True, cache=True)
-    def _number_unknowns(lab_p, starts, index):
-        """index[p] = the unknown's row (-1 elsewhere), rows in grid order."""
-        n1, n2 = lab_p.shape[1], lab_p.shape[2]
-        for i in numba.prange(lab_p.shape[0]):
-            c = starts[i]
-            for j in range(n1):
-                for k in range(n2):
-                    p = (i * n1 + j) * n2 + k
-                    if lab_p[i, j, k] == 0:
-                        index[p] = c
-                        c += 1
-                    else:
-                        index[p] = -1
+@numba.njit(parallel=True, cache=True)
+def _number_unknowns(lab_p, starts, index):
+    """index[p] = the unknown's row (-1 elsewhere), rows in grid order."""
+    n1, n2 = lab_p.shape[1], lab_p.shape[2]
+    for i in numba.prange(lab_p.shape[0]):
+        c = starts[i]
+        for j in range(n1):
+            for k in range(n2):
+                p = (i * n1 + j) * n2 + k
+                if lab_p[i, j, k] == 0:
+                    index[p] = c
+                    c += 1
+                else:
+                    index[p] = -1
 
-    @numba.njit(cache=True, inline="always")
-    def _edge(flat_lab, index, data, i, j, k, a, b, c, q, inv_spacing, scale, eps, slot, r, cols, vals, rhs):
-        """The edge from unknown (i, j, k) to (a, b, c) (padded flat index q) in ELL slot
-        ``slot`` of row r; returns its weight (0 for no edge) and adds seed couplings."""
-        lq = flat_lab[q]
-        if lq < 0:
-            cols[slot, r] = -1  # inactive, or outside the grid
-            vals[slot, r] = 0.0
-            return 0.0
-        g2 = 0.0
-        for ch in range(data.shape[3]):
-            g = (data[a, b, c, ch] - data[i, j, k, ch]) * inv_spacing
-            g2 += g * g
-        w = vals.dtype.type(np.exp(scale * g2) + eps)
-        cols[slot, r] = index[q]
-        vals[slot, r] = -w
-        if lq > 0:
-            rhs[r, lq - 1] += w
-        return w
+@numba.njit(cache=True, inline="always")
+def _edge(flat_lab, index, data, i, j, k, a, b, c, q, inv_spacing, scale, eps, slot, r, cols, vals, rhs):
+    """The edge from unknown (i, j, k) to (a, b, c) (padded flat index q) in ELL slot
+    ``slot`` of row r; returns its weight (0 for no edge) and adds seed couplings."""
+    lq = flat_lab[q]
+    if lq < 0:
+        cols[slot, r] = -1  # inactive, or outside the grid
+        vals[slot, r] = 0.0
+        return 0.0
+    g2 = 0.0
+    for ch in range(data.shape[3]):
+        g = (data[a, b, c, ch] - data[i, j, k, ch]) * inv_spacing
+        g2 += g * g
+    w = vals.dtype.type(np.exp(scale * g2) + eps)
+    cols[slot, r] = index[q]
+    vals[slot, r] = -w
+    if lq > 0:
+        rhs[r, lq - 1] += w
+    return w
 
-    @numba.njit(parallel=True, cache=True)
-    def _assemble_rows(lab_p, starts, data, inv_spacing, scale, eps, index, cols, vals, rhs, coupling):
-        """The unknowns' rows, one plane of the grid per work item (rows are numbered in
-        grid order from ``starts``): six edge weights each (scikit-image's weighting), the
-        ELL row in the slot order of :func:`build_unknown_system`, seed couplings."""
-        n1, n2 = lab_p.shape[1], lab_p.shape[2]
-        s0 = n1 * n2
-        flat_lab = lab_p.ravel()
-        h0, h1, h2 = inv_spacing[0], inv_spacing[1], inv_spacing[2]
-        for ip in numba.prange(1, lab_p.shape[0] - 1):
-            r = starts[ip]
-            i = ip - 1
-            for jp in range(1, n1 - 1):
-                j = jp - 1
-                for kp in range(1, n2 - 1):
-                    if lab_p[ip, jp, kp] != 0:
-                        continue
-                    k = kp - 1
-                    p = (ip * n1 + jp) * n2 + kp
-                    d = _edge(flat_lab, index, data, i, j, k, i - 1, j, k, p - s0, h0, scale, eps, 0, r, cols, vals,
-                              rhs)
-                    d += _edge(flat_lab, index, data, i, j, k, i + 1, j, k, p + s0, h0, scale, eps, 6, r, cols, vals,
-                               rhs)
-                    d += _edge(flat_lab, index, data, i, j, k, i, j - 1, k, p - n2, h1, scale, eps, 1, r, cols, vals,
-                               rhs)
-                    d += _edge(flat_lab, index, data, i, j, k, i, j + 1, k, p + n2, h1, scale, eps, 5, r, cols, vals,
-                               rhs)
-                    d += _edge(flat_lab, index, data, i, j, k, i, j, k - 1, p - 1, h2, scale, eps, 2, r, cols, vals,
-                               rhs)
-                    d += _edge(flat_lab, index, data, i, j, k, i, j, k + 1, p + 1, h2, scale, eps, 4, r, cols, vals,
-                               rhs)
-                    cols[3, r] = r
-                    vals[3, r] = d
-                    acc = 0.0
-                    for lab in range(rhs.shape[1]):
-                        acc += rhs[r, lab]
-                    coupling[r] = acc
-                    r += 1
+@numba.njit(parallel=True, cache=True)
+def _assemble_rows(lab_p, starts, data, inv_spacing, scale, eps, index, cols, vals, rhs, coupling):
+    """The unknowns' rows, one plane of the grid per work item (rows are numbered in
+    grid order from ``starts``): six edge weights each (scikit-image's weighting), the
+    ELL row in the slot order of :func:`build_unknown_system`, seed couplings."""
+    n1, n2 = lab_p.shape[1], lab_p.shape[2]
+    s0 = n1 * n2
+    flat_lab = lab_p.ravel()
+    h0, h1, h2 = inv_spacing[0], inv_spacing[1], inv_spacing[2]
+    for ip in numba.prange(1, lab_p.shape[0] - 1):
+        r = starts[ip]
+        i = ip - 1
+        for jp in range(1, n1 - 1):
+            j = jp - 1
+            for kp in range(1, n2 - 1):
+                if lab_p[ip, jp, kp] != 0:
+                    continue
+                k = kp - 1
+                p = (ip * n1 + jp) * n2 + kp
+                d = _edge(flat_lab, index, data, i, j, k, i - 1, j, k, p - s0, h0, scale, eps, 0, r, cols, vals,
+                          rhs)
+                d += _edge(flat_lab, index, data, i, j, k, i + 1, j, k, p + s0, h0, scale, eps, 6, r, cols, vals,
+                           rhs)
+                d += _edge(flat_lab, index, data, i, j, k, i, j - 1, k, p - n2, h1, scale, eps, 1, r, cols, vals,
+                           rhs)
+                d += _edge(flat_lab, index, data, i, j, k, i, j + 1, k, p + n2, h1, scale, eps, 5, r, cols, vals,
+                           rhs)
+                d += _edge(flat_lab, index, data, i, j, k, i, j, k - 1, p - 1, h2, scale, eps, 2, r, cols, vals,
+                           rhs)
+                d += _edge(flat_lab, index, data, i, j, k, i, j, k + 1, p + 1, h2, scale, eps, 4, r, cols, vals,
+                           rhs)
+                cols[3, r] = r
+                vals[3, r] = d
+                acc = 0.0
+                for lab in range(rhs.shape[1]):
+                    acc += rhs[r, lab]
+                coupling[r] = acc
+                r += 1

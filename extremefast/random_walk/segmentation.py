@@ -1,0 +1,478 @@
+"""Random walker segmentation (Grady 2006), a drop-in for scikit-image's ``random_walker``."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..errors import InputError
+from ..xp import array_module, has_module, resolve_device
+from ._cg import BREAKDOWN, BatchedSteps, JacobiSystem, conjugate_gradient
+from ._laplacian import assemble_cpu, build_unknown_system, edge_weights, stack_systems
+from ._redblack import RedBlackSystem
+from ._seeds import full_probabilities, label_values, output_codes, preprocess
+from ._solvers import direct_solve, ruge_stuben_preconditioner
+
+MODES = ("auto", "rb", "cg_j", "cg_mg", "cg", "bf")
+_GPU_MODES = ("auto", "rb", "cg_j", "cg", "bf")
+# Below this many unknowns every mode solves every label's column in float64, as scikit-image
+# does, so small images get scikit-image's answer (and its warnings) to rounding; the whole
+# solve then takes milliseconds. Above it, 'auto', 'rb' and 'cg_j' store the system in float32
+# (with float64 sums, see _kernels) and solve K - 1 columns, the last being 1 - their sum.
+_SMALL = 2**15
+# The red-black solve at half the tolerance: its largest error then stays below Jacobi-CG's
+# at the requested tol for ~13% more iterations (benchmarks/bench_random_walker.py).
+_RB_TOL_FACTOR = 0.5
+# scikit-image's cg_mg iteration cap (its V-cycle reaches tol 1e-3 in a few iterations).
+_CG_MG_MAXITER = 30
+
+
+def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, return_full_prob=False,
+                  spacing=None, *, prob_tol=1e-3, channel_axis=None, device="auto", x0=None, maxiter=None):
+    """Random walker segmentation from seeds: scikit-image's interface and answer, faster.
+
+    Parameters
+    ----------
+    data : (M, N[, P][, C]) array
+        Image to segment, 2D or 3D; integer and boolean images are scaled to [0, 1] as
+        scikit-image does (``img_as_float``).
+    labels : (M, N[, P]) array of ints (or floats holding labels)
+        Seeds: positive values are labels, 0 is unknown, negative values are inactive
+        pixels removed from the graph.
+    beta : float
+        Diffusion penalty; edge weights are ``exp(-beta / (10 * std(data)) * grad^2) + 1e-10``.
+    mode : {None, 'auto', 'rb', 'cg_j', 'cg_mg', 'cg', 'bf'}
+        Solver. scikit-image's four keep their meaning: 'bf' a direct sparse LU solve
+        (small problems), 'cg' unpreconditioned conjugate gradients (slow), 'cg_j'
+        Jacobi-preconditioned CG (scikit-image's default; compiled kernels here), 'cg_mg'
+        CG preconditioned by pyamg's Ruge-Stueben V-cycle (CPU; without pyamg it warns and
+        runs 'cg_j', as scikit-image does). 'rb' eliminates every other voxel of the grid
+        (red-black ordering) and runs Jacobi-CG on the other half: about 60% of the
+        iterations of 'cg_j', each costing about one mat-vec. None/'auto': 'cg_j' below
+        2**15 unknowns (scikit-image's default, to rounding), else 'rb' on the CPU and
+        'cg_j' on a GPU, the fastest measured (benchmarks/bench_random_walker.py on real
+        crops). The multigrid preconditioners measured (pyamg's and a geometric V-cycle)
+        were slower than 'rb' at the same accuracy on real crops; 'cg_mg' stays for
+        scikit-image's users.
+    tol : float
+        Relative residual tolerance of each iterative solve: ``||b - A x|| <= tol ||b||``.
+    copy : bool
+        Kept for compatibility; ``labels`` is never modified.
+    return_full_prob : bool
+        Return the probability of every label, shape (nlabels, *labels.shape), instead
+        of the most probable label.
+    spacing : sequence of float, optional
+        Voxel size per spatial axis; gradients are divided by it.
+    prob_tol : float
+        Warn when a probability falls outside [-prob_tol, 1 + prob_tol].
+    channel_axis : int, optional
+        Axis of ``data`` holding channels.
+    device : {'auto', 'cpu', 'cuda'}
+        Where the system is assembled and solved. 'auto' (the default) is the GPU when
+        CuPy sees one, except for 'cg_mg' (CPU only).
+    x0 : array, optional
+        Initial guess, the previous probabilities of label 1 (same shape as labels);
+        warm-starts the iterative solve.
+    maxiter : int, optional
+        Iteration cap of each iterative solve. Default: scikit-image's ``10 n`` below
+        2**15 unknowns, else ``_ITERATIONS_PER_AXIS_VOXEL`` times the summed grid extent
+        (far above what the real crops need; see Notes).
+
+    Returns
+    -------
+    out : ndarray
+        As scikit-image returns it: labels of the same dtype and shape as ``labels``
+        (positive values renumbered 1..K in increasing order, negative values -M..-1, unknown
+        voxels no seed can reach 0) or, with ``return_full_prob``, float64 probabilities of
+        shape (nlabels, *labels.shape). With no unknown voxel, or none a seed can reach,
+        scikit-image's pass-through answer (with its warning).
+
+    Warns
+    -----
+    UserWarning
+        scikit-image's warnings, with their leading words unchanged for users who filter on
+        them: "The probability range is outside [0, 1]", "Conjugate gradient convergence
+        to tolerance not achieved", '"cg" mode may be slow', '"cg_mg" not available',
+        "Returning provided labels", "All unlabeled pixels are isolated".
+    RuntimeWarning
+        A float32 solve broke down and was solved again in float64.
+
+    Notes
+    -----
+    With ``x`` the probabilities of the unknown voxels, the Dirichlet problem is
+    ``L_U x = -B^T m`` (Grady 2006, eq. 4 of Roth et al.). The unknowns' block is assembled
+    directly in a 7-column form. Every iterative solve runs one CG driver that stops on
+    convergence, on its iteration cap, or on a breakdown (non-positive curvature,
+    non-finite or exploding residual); a float32 solve that breaks down is solved again in
+    float64 by Jacobi-CG, with a warning, and no answer is clipped to hide a failure.
+
+    Where scikit-image is wrong, this function is not: when a seed has no active
+    neighbour, scikit-image renumbers the graph's edges but not its nodes, and solves a
+    system misaligned with the seeds; here the system is the graph's.
+
+    References
+    ----------
+    L. Grady, "Random walks for image segmentation", IEEE TPAMI 28(11), 2006.
+    """
+    mode, device = _resolve_mode(mode, device)
+    _check_solver_args(beta, tol, maxiter)
+    problem = _prepare(data, labels, spacing, channel_axis, x0)
+    if not isinstance(problem, _Problem):
+        return _passthrough(np.asarray(labels), problem, return_full_prob)
+    am = array_module(device)
+    X, unknown = _solve_problem(am, problem, beta, mode, tol, maxiter, prob_tol)
+    _check_range(X, prob_tol)
+    return _finish(problem, X, unknown, return_full_prob)
+
+
+def random_walker_batch(data, labels, beta=130, tol=1.0e-3, spacing=None, *, prob_tol=1e-3, channel_axis=None,
+                        device="auto", x0=None, check_every=10):
+    """Random walker for several images at once: a list of probabilities, each as
+    ``random_walker(data[i], labels[i], ..., return_full_prob=True)`` returns it.
+
+    On a GPU the cases' systems are stacked into one and solved by one Jacobi-CG with
+    per-case step lengths (per-case dot products by segmented sums), so every kernel
+    launch and every convergence check serves all cases; a case stops moving once its own
+    residual is below ``tol``, tested every ``check_every`` iterations (each test is one
+    small device-to-host copy). On the CPU each case is solved in turn by the default
+    solver, which is faster there. ``data``, ``labels``, ``spacing`` (one for all or one
+    per case) and ``x0`` (None or one per case, each None or the previous probability of
+    label 1) follow :func:`random_walker`.
+    """
+    data, labels = list(data), list(labels)
+    if len(data) != len(labels):
+        raise InputError(f"random_walker_batch: {len(data)} images but {len(labels)} label arrays")
+    n = len(data)
+    spacings = list(spacing) if (spacing is not None and len(spacing) == n and np.ndim(spacing[0]) == 1) \
+        else [spacing] * n
+    x0s = [None] * n if x0 is None else list(x0)
+    if len(x0s) != n:
+        raise InputError(f"random_walker_batch: x0 needs one entry per case ({n}), got {len(x0s)}")
+    _check_solver_args(beta, tol, None)
+    am = array_module(resolve_device(device))
+    if am.device == "cpu":
+        return [random_walker(d, lab, beta=beta, tol=tol, return_full_prob=True, spacing=sp, prob_tol=prob_tol,
+                              channel_axis=channel_axis, device="cpu", x0=g)
+                for d, lab, sp, g in zip(data, labels, spacings, x0s)]
+    problems = [_prepare(d, lab, sp, channel_axis, g) for d, lab, sp, g in zip(data, labels, spacings, x0s)]
+    return _solve_stacked(am, problems, [np.asarray(lab) for lab in labels], beta, tol, check_every, prob_tol)
+
+
+def _resolve_mode(mode, device):
+    """(mode, device) after the mode table, checked once before any work."""
+    if mode is None:
+        mode = "auto"
+    if mode not in MODES:
+        raise InputError(f"{mode!r} is not a valid mode. Valid modes are {', '.join(map(repr, MODES))} and None")
+    if mode == "cg_mg":
+        if device == "cuda":
+            raise InputError("mode 'cg_mg' (pyamg) runs on the CPU only; on a GPU use mode='cg_j' or the default")
+        device = "cpu"
+        if not has_module("pyamg"):
+            warnings.warn('"cg_mg" not available, it requires pyamg to be installed. The "cg_j" mode will be used '
+                          'instead. (pip install pyamg)', UserWarning, stacklevel=3)
+            mode = "cg_j"
+    device = resolve_device(device)
+    if device == "cuda" and mode not in _GPU_MODES:  # pragma: no cover - the table above covers every mode
+        raise InputError(f"mode {mode!r} runs on the CPU only")
+    if mode == "cg":
+        warnings.warn('"cg" mode may be slow: plain conjugate gradients have no preconditioner; "cg_j", "rb" or '
+                      'the default mode reach the same answer faster', UserWarning, stacklevel=3)
+    return mode, device
+
+
+def _check_solver_args(beta, tol, maxiter):
+    if not np.isfinite(beta) or beta < 0:
+        raise InputError(f"beta must be finite and >= 0, got {beta}")
+    if not (0 < tol < 1):
+        raise InputError(f"tol must be in (0, 1), got {tol}")
+    if maxiter is not None and (int(maxiter) != maxiter or maxiter < 1):
+        raise InputError(f"maxiter must be a positive integer or None, got {maxiter}")
+
+
+class _Problem:
+    """One image's random-walker problem after validation and seed preprocessing, on
+    (X, Y, Z, C) arrays (2D gets a singleton third axis, like scikit-image)."""
+
+    def __init__(self, labels, data, seeds, nlabels, active, spacing, x0_flat):
+        self.labels, self.data, self.seeds, self.nlabels = labels, data, seeds, nlabels
+        self.active, self.spacing, self.x0_flat = active, spacing, x0_flat
+
+
+def _prepare(data, labels, spacing, channel_axis, x0):
+    """Validated :class:`_Problem`, or the reason (a string) why there is nothing to solve."""
+    labels = np.asarray(labels)
+    data = np.asarray(data)
+    if labels.dtype.kind not in "iubf":
+        raise InputError(f"labels must be an integer (or float) array, got dtype {labels.dtype}")
+    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
+        raise InputError("labels hold NaN or Inf values")
+    if labels.ndim not in (2, 3):
+        raise InputError(f"labels must be 2D or 3D, got shape {labels.shape}")
+    if channel_axis is not None:
+        if data.ndim not in (3, 4):
+            raise InputError(f"with channel_axis, data must have 3 or 4 dimensions, got {data.ndim}")
+        data = np.moveaxis(data, channel_axis, -1)
+        if data.shape[:-1] != labels.shape:
+            raise InputError(f"data shape {data.shape[:-1]} (without channels) differs from labels shape {labels.shape}")
+    else:
+        if data.ndim not in (2, 3):
+            raise InputError(f"data must be 2D or 3D (or give channel_axis), got shape {data.shape}")
+        if data.shape != labels.shape:
+            raise InputError(f"data shape {data.shape} differs from labels shape {labels.shape}")
+    if spacing is None:
+        spacing = np.ones(labels.ndim)
+    spacing = np.asarray(spacing, dtype=np.float64)
+    if spacing.shape != (labels.ndim,):
+        raise InputError(f"spacing needs one value per spatial axis ({labels.ndim}), got {spacing.tolist()}")
+    if np.any(~np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise InputError(f"spacing must be finite and > 0, got {spacing.tolist()}")
+    data = _as_float(data)
+    if not np.all(np.isfinite(data)):
+        raise InputError("data holds NaN or Inf values")
+    prep = preprocess(labels)
+    if isinstance(prep, str):
+        return prep
+    seeds, nlabels, active, _ = prep
+    if channel_axis is None:
+        data = data[..., np.newaxis]
+    if labels.ndim == 2:
+        data = data[:, :, np.newaxis, :]
+        seeds = seeds[..., np.newaxis]
+        active = active[..., np.newaxis]
+        spacing = np.r_[spacing, 1.0]
+    x0_flat = None
+    if x0 is not None:
+        x0 = np.asarray(x0, dtype=np.float64)
+        if x0.shape != labels.shape:
+            raise InputError(f"x0 shape {x0.shape} differs from labels shape {labels.shape}")
+        x0_flat = x0.reshape(seeds.shape)
+    return _Problem(labels, data, seeds, nlabels, active, spacing, x0_flat)
+
+
+def _as_float(data):
+    if data.dtype == np.float16:
+        return data.astype(np.float32)
+    if data.dtype.kind in "iub":
+        from skimage.util import img_as_float
+
+        return img_as_float(data)
+    return data
+
+
+def _passthrough(labels, reason, return_full_prob):
+    """scikit-image's answer when nothing is solved: no unknown voxel ("Returning provided
+    labels"), or none that a seed can reach (those become -1)."""
+    if reason == "no unknown":
+        warnings.warn("Random walker only segments unlabeled areas, where labels == 0, and found none. "
+                      "Returning provided labels.", UserWarning, stacklevel=3)
+        out = labels.copy()
+    else:
+        warnings.warn("All unlabeled pixels are isolated, they could not be determined by the random walker "
+                      "algorithm: no seed reaches them. Returning the seeds, with -1 there.", UserWarning,
+                      stacklevel=3)
+        from scipy import ndimage as ndi
+
+        out = labels.copy()
+        reachable = ndi.binary_propagation(labels > 0, mask=labels >= 0)
+        out[(labels == 0) & ~reachable] = -1
+    if return_full_prob:
+        # scikit-image's layout for this case: one boolean mask per label along a last axis
+        return np.concatenate([np.atleast_3d(out == v) for v in label_values(out) if v > 0], axis=-1)
+    return out
+
+
+def _assemble(am, problem, beta, dtype):
+    """(A, rhs, unknown) on the array module's device."""
+    if am.device == "cpu":
+        return assemble_cpu(problem.data, problem.seeds, problem.active, problem.nlabels, problem.spacing, beta,
+                            dtype=dtype)
+    weights = edge_weights(am, am.asarray(problem.data, dtype=dtype), problem.spacing, beta)
+    return build_unknown_system(am, weights, am.asarray(problem.seeds), problem.nlabels, am.asarray(problem.active),
+                                dtype=dtype)
+
+
+# Default iteration cap above _SMALL unknowns: this many iterations per voxel of the summed
+# grid extent (3 x 128 = 384 for a 128^3 crop: 7,680 iterations). The real battery's
+# hardest problem needs fewer than 1,500 with 'cg_j' (benchmarks/bench_random_walker.py).
+_ITERATIONS_PER_AXIS_VOXEL = 20
+
+
+def _plan(mode, device, n_unknowns, tol):
+    """(solver, dtype, every column?) for a problem of ``n_unknowns``."""
+    small = n_unknowns < _SMALL
+    if mode == "auto":
+        mode = "cg_j" if (small or device == "cuda") else "rb"
+    float32 = mode in ("rb", "cg_j") and not small and tol >= 1e-5
+    return mode, (np.float32 if float32 else np.float64), small or mode in ("cg", "cg_mg", "bf")
+
+
+def _default_maxiter(shape, n_unknowns):
+    if n_unknowns < _SMALL:
+        return 10 * n_unknowns  # scikit-image's (SciPy's) cap
+    return min(10 * n_unknowns, _ITERATIONS_PER_AXIS_VOXEL * int(sum(shape)))
+
+
+def _solve_problem(am, problem, beta, mode, tol, maxiter, prob_tol):
+    """The unknowns' probabilities X (n_u, nlabels, float64, host) and the unknown mask."""
+    n_unknowns = int(np.count_nonzero(problem.seeds == 0))
+    solver, dtype, every = _plan(mode, am.device, n_unknowns, tol)
+    maxiter = int(maxiter or _default_maxiter(problem.seeds.shape, n_unknowns))
+    A, rhs, unknown = _assemble(am, problem, beta, dtype)
+    nlabels = problem.nlabels
+    xp = am.xp
+    if nlabels == 1:
+        # a single label: the harmonic function with all boundary values 1 is exactly 1
+        return np.ones((A.shape[0], 1)), am.to_numpy(unknown)
+    implied, solved = (None, list(range(nlabels))) if every else _columns(rhs, nlabels)
+    guesses = [_initial_guess(am, problem, unknown, solved)] + [None] * (len(solved) - 1)
+    part, infos = _solve_columns(am, A, rhs[:, solved], solver, tol, maxiter, guesses)
+    if dtype == np.float32 and any(i == BREAKDOWN for i in infos):
+        warnings.warn(f"random_walker: the float32 '{solver}' solve broke down (its operator lost positive "
+                      "definiteness in rounding); solved again in float64 with Jacobi-CG", RuntimeWarning,
+                      stacklevel=3)
+        dtype, solver = np.float64, "cg_j"
+        A, rhs, unknown = _assemble(am, problem, beta, dtype)
+        part, infos = _solve_columns(am, A, rhs[:, solved], solver, tol, maxiter, guesses)
+    if n_unknowns >= _SMALL and solver != "bf":
+        # The range is an a-posteriori error test that the residual test misses: voxels walled
+        # off by edges of weight ~1e-10 barely move the residual. Solve on, warm-started: 10x
+        # tighter in the same precision, then 100x tighter in float64 (float32 stalls there).
+        for factor, refine_dtype in ((0.1, dtype), (0.01, np.float64)):
+            if all(i >= 0 for i in infos) and _in_range(xp, part, implied, prob_tol):
+                break
+            if refine_dtype != dtype:
+                dtype = refine_dtype
+                A, rhs, unknown = _assemble(am, problem, beta, dtype)
+            part, infos = _solve_columns(am, A, rhs[:, solved], solver, tol * factor, maxiter,
+                                         [part[:, k] for k in range(part.shape[1])])
+    if any(i == BREAKDOWN for i in infos):
+        warnings.warn("Conjugate gradient convergence to tolerance not achieved: the iteration broke down in "
+                      "float64; decrease beta, or use mode='bf' on a small problem", UserWarning, stacklevel=3)
+    elif any(i > 0 for i in infos):
+        warnings.warn(f"Conjugate gradient convergence to tolerance not achieved within {maxiter} iterations. "
+                      "Consider decreasing beta to improve system conditioning, or raising maxiter",
+                      UserWarning, stacklevel=3)
+    X = xp.zeros((part.shape[0], nlabels), dtype=np.float64)
+    X[:, solved] = part
+    if implied is not None:
+        X[:, implied] = 1.0 - part.sum(axis=1)
+    return am.to_numpy(X), am.to_numpy(unknown)
+
+
+def _in_range(xp, part, implied, prob_tol):
+    lo, hi = float(part.min()), float(part.max())
+    if implied is not None:
+        total = part.sum(axis=1)
+        lo, hi = min(lo, 1.0 - float(total.max())), max(hi, 1.0 - float(total.min()))
+    return lo >= -prob_tol and hi <= 1.0 + prob_tol
+
+
+def _solve_columns(am, A, B, solver, tol, maxiter, guesses):
+    """(X, infos): ``A X = B`` column by column with ``solver``, from ``guesses`` (one
+    initial guess or None per column)."""
+    xp = am.xp
+    if solver == "bf":
+        return direct_solve(am, A, B), [0] * B.shape[1]
+    if solver == "cg_mg":
+        A = A.astype(np.float64)
+        system = JacobiSystem(A, ruge_stuben_preconditioner(A))
+        maxiter = min(maxiter, _CG_MG_MAXITER)
+    elif solver == "rb" and RedBlackSystem.applies(A):
+        system = RedBlackSystem(A)
+        tol = tol * _RB_TOL_FACTOR
+    else:
+        system = JacobiSystem(A, "none" if solver == "cg" else "jacobi")
+    check_every = 1 if system.steps.host_scalars else 10
+    out = xp.zeros(B.shape, dtype=np.float64)
+    infos = []
+    for k in range(B.shape[1]):
+        x, info = conjugate_gradient(system, B[:, k], guesses[k], tol=tol, maxiter=maxiter,
+                                     check_every=check_every)
+        out[:, k] = x
+        infos.append(info)
+    return out, infos
+
+
+def _columns(rhs, nlabels):
+    """(implied, solved): solve for all labels but the one whose seeds pull hardest (largest
+    right-hand side): a relative tolerance on the smaller right-hand sides is tighter in
+    absolute terms."""
+    norms = [float((rhs[:, k].astype(np.float64) ** 2).sum()) for k in range(nlabels)]  # no BLAS: see _kernels._dot
+    implied = int(np.argmax(norms))
+    return implied, [k for k in range(nlabels) if k != implied]
+
+
+def _initial_guess(am, problem, unknown, solved):
+    """The unknowns' part of x0 for the first solved label (x0 is the probability of label 1)."""
+    if problem.x0_flat is None:
+        return None
+    x0_u = am.asarray(problem.x0_flat)[unknown]
+    if solved[0] == 0:
+        return x0_u
+    return 1.0 - x0_u if problem.nlabels == 2 else None
+
+
+def _check_range(X, prob_tol):
+    if X.size and (X.min() < -prob_tol or X.max() > 1 + prob_tol):
+        warnings.warn("The probability range is outside [0, 1] given the tolerance `prob_tol`: the solve is not "
+                      "accurate enough for this image; decrease `beta` and/or `tol`.", UserWarning, stacklevel=3)
+
+
+def _finish(problem, X, unknown, return_full_prob):
+    """The output in the input's layout from the unknowns' probabilities X (n_u, nlabels)."""
+    labels, nlabels = problem.labels, problem.nlabels
+    if return_full_prob:
+        # ``unknown`` and the seeds share the (X, Y, Z) working layout
+        return full_probabilities(problem.seeds, unknown.reshape(problem.seeds.shape), X).reshape(
+            (nlabels,) + labels.shape)
+    unknown = unknown.reshape(labels.shape)
+    out = output_codes(labels, label_values(labels))  # unknown voxels no seed can reach stay 0
+    out[unknown] = np.argmax(X, axis=1) + 1
+    return out.astype(labels.dtype)
+
+
+def _solve_stacked(am, problems, labels, beta, tol, check_every, prob_tol):
+    """The batched path of :func:`random_walker_batch` on any array module (the tests run
+    it on numpy): prepared problems (or reasons) -> full probabilities."""
+    out = [None if isinstance(p, _Problem) else _passthrough(lab, p, True) for p, lab in zip(problems, labels)]
+    todo = [i for i, p in enumerate(problems) if isinstance(p, _Problem)]
+    if not todo:
+        return out
+    xp = am.xp
+    dtype = np.float32 if tol >= 1e-5 else np.float64
+    systems = [_assemble(am, problems[i], beta, dtype) for i in todo]
+    A, case = stack_systems(am, [s[0] for s in systems])
+    columns = [_columns(rhs, problems[i].nlabels) for i, (_, rhs, _) in zip(todo, systems)]
+    parts = [xp.zeros((s[0].shape[0], len(c[1])), dtype=np.float64) for s, c in zip(systems, columns)]
+    maxiter = max(_default_maxiter(problems[i].seeds.shape, s[0].shape[0]) for i, s in zip(todo, systems))
+    for j in range(max(len(c[1]) for c in columns)):
+        # column j of every case's solved labels (zeros where a case has fewer labels)
+        b = xp.concatenate([rhs[:, solved[j]] if j < len(solved) else xp.zeros(rhs.shape[0], dtype=rhs.dtype)
+                            for (_, rhs, _), (_, solved) in zip(systems, columns)])
+        guesses = [_initial_guess(am, problems[i], unknown, solved) if j == 0 else None
+                   for i, (_, _, unknown), (_, solved) in zip(todo, systems, columns)]
+        g = None
+        if any(x is not None for x in guesses):
+            g = xp.concatenate([x if x is not None else xp.zeros(s[0].shape[0], dtype=np.float64)
+                                for x, s in zip(guesses, systems)])
+        system = JacobiSystem(A, "jacobi", generic=True)
+        system.steps = BatchedSteps(xp, system.dtype, case, len(todo))
+        x, info = conjugate_gradient(system, b, g, tol=tol, maxiter=maxiter, check_every=check_every)
+        if info != 0:
+            warnings.warn("random_walker_batch: the iterative solve did not reach tol for some cases",
+                          RuntimeWarning, stacklevel=3)
+        start = 0
+        for part, (A_c, _, _), (_, solved) in zip(parts, systems, columns):
+            stop = start + A_c.shape[0]
+            if j < len(solved):
+                part[:, j] = x[start:stop]
+            start = stop
+    for i, part, (_, _, unknown), (implied, solved) in zip(todo, parts, systems, columns):
+        X = xp.zeros((part.shape[0], problems[i].nlabels), dtype=np.float64)
+        X[:, solved] = part
+        X[:, implied] = 1.0 - part.sum(axis=1)
+        X = am.to_numpy(X)
+        _check_range(X, prob_tol)
+        out[i] = _finish(problems[i], X, am.to_numpy(unknown), True)
+    return out
