@@ -7,10 +7,10 @@ import subprocess
 
 import pytest
 
-from extremefast.random_walker import _kernels, _redblack
+from extremefast.random_walk import _kernels
 
 
-@pytest.mark.parametrize("module", [_kernels, _redblack], ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+@pytest.mark.parametrize("module", [_kernels], ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_runtime_cuda_source_compiles(tmp_path, module):
     nvcc = shutil.which("nvcc")
     if nvcc is None:
