@@ -3,8 +3,6 @@ pruning of unreachable voxels, full probabilities), compiled where it is a full-
 with the numpy forms beside as the tests' references."""
 from __future__ import annotations
 
-import warnings
-
 import numba
 import numpy as np
 from scipy import ndimage as ndi

@@ -14,7 +14,6 @@ from ._seeds import full_probabilities, label_values, output_codes, preprocess
 from ._solvers import direct_solve, ruge_stuben_preconditioner
 
 MODES = ("auto", "rb", "cg_j", "cg_mg", "cg", "bf")
-_GPU_MODES = ("auto", "rb", "cg_j", "cg", "bf")
 # Below this many unknowns every mode solves every label's column in float64, as scikit-image
 # does, so small images get scikit-image's answer (and its warnings) to rounding; the whole
 # solve then takes milliseconds. Above it, 'auto', 'rb' and 'cg_j' store the system in float32
@@ -50,9 +49,10 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
         (red-black ordering) and runs Jacobi-CG on the other half: about 60% of the
         iterations of 'cg_j', each costing about one mat-vec. None/'auto': 'cg_j' below
         2**15 unknowns (scikit-image's default, to rounding), else 'rb' on the CPU and
-        'cg_j' on a GPU, the fastest measured (benchmarks/bench_random_walker.py on real
-        crops). The multigrid preconditioners measured (pyamg's and a geometric V-cycle)
-        were slower than 'rb' at the same accuracy on real crops; 'cg_mg' stays for
+        'cg_j' on a GPU, the fastest measured (benchmarks/bench_random_walker.py on a
+        phantom crop; bench_rw_real.py on real ones). A geometric multigrid V-cycle was
+        no faster than 'rb' at the same largest error on phantom crops and took 22 s on a
+        real abdominal crop where 'cg_j' took 2.4 s, so it was removed; 'cg_mg' stays for
         scikit-image's users.
     tol : float
         Relative residual tolerance of each iterative solve: ``||b - A x|| <= tol ||b||``.
@@ -75,8 +75,8 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
         warm-starts the iterative solve.
     maxiter : int, optional
         Iteration cap of each iterative solve. Default: scikit-image's ``10 n`` below
-        2**15 unknowns, else ``_ITERATIONS_PER_AXIS_VOXEL`` times the summed grid extent
-        (far above what the real crops need; see Notes).
+        2**15 unknowns, else ``_ITERATIONS_PER_AXIS_VOXEL`` (20) times the summed grid
+        extent.
 
     Returns
     -------
@@ -173,8 +173,6 @@ def _resolve_mode(mode, device):
                           'instead. (pip install pyamg)', UserWarning, stacklevel=3)
             mode = "cg_j"
     device = resolve_device(device)
-    if device == "cuda" and mode not in _GPU_MODES:  # pragma: no cover - the table above covers every mode
-        raise InputError(f"mode {mode!r} runs on the CPU only")
     if mode == "cg":
         warnings.warn('"cg" mode may be slow: plain conjugate gradients have no preconditioner; "cg_j", "rb" or '
                       'the default mode reach the same answer faster', UserWarning, stacklevel=3)
@@ -293,8 +291,8 @@ def _assemble(am, problem, beta, dtype):
 
 
 # Default iteration cap above _SMALL unknowns: this many iterations per voxel of the summed
-# grid extent (3 x 128 = 384 for a 128^3 crop: 7,680 iterations). The real battery's
-# hardest problem needs fewer than 1,500 with 'cg_j' (benchmarks/bench_random_walker.py).
+# grid extent (3 x 128 = 384 for a 128^3 crop: 7,680 iterations), instead of SciPy's 10 n
+# (8 million there). Not yet checked against the iteration counts of the whole real battery.
 _ITERATIONS_PER_AXIS_VOXEL = 20
 
 
@@ -446,6 +444,7 @@ def _solve_stacked(am, problems, labels, beta, tol, check_every, prob_tol):
     columns = [_columns(rhs, problems[i].nlabels) for i, (_, rhs, _) in zip(todo, systems)]
     parts = [xp.zeros((s[0].shape[0], len(c[1])), dtype=np.float64) for s, c in zip(systems, columns)]
     maxiter = max(_default_maxiter(problems[i].seeds.shape, s[0].shape[0]) for i, s in zip(todo, systems))
+    system = JacobiSystem(A, "jacobi", generic=True)
     for j in range(max(len(c[1]) for c in columns)):
         # column j of every case's solved labels (zeros where a case has fewer labels)
         b = xp.concatenate([rhs[:, solved[j]] if j < len(solved) else xp.zeros(rhs.shape[0], dtype=rhs.dtype)
@@ -456,8 +455,7 @@ def _solve_stacked(am, problems, labels, beta, tol, check_every, prob_tol):
         if any(x is not None for x in guesses):
             g = xp.concatenate([x if x is not None else xp.zeros(s[0].shape[0], dtype=np.float64)
                                 for x, s in zip(guesses, systems)])
-        system = JacobiSystem(A, "jacobi", generic=True)
-        system.steps = BatchedSteps(xp, system.dtype, case, len(todo))
+        system.steps = BatchedSteps(xp, system.dtype, case, len(todo))  # every case active again
         x, info = conjugate_gradient(system, b, g, tol=tol, maxiter=maxiter, check_every=check_every)
         if info != 0:
             warnings.warn("random_walker_batch: the iterative solve did not reach tol for some cases",
