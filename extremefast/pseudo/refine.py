@@ -7,7 +7,6 @@ case is solved in turn. Both run the same code.
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 
@@ -51,10 +50,8 @@ def refine_probabilities(items, *, pad_mm: float, crop_size: int, radius: float,
         crops.append(am.to_numpy(crop_resample(xp.asarray(image), box, order=1)))
         seeds_list.append(am.to_numpy(seeds))
     if todo:
-        with warnings.catch_warnings():
-            # as in rw_probability: weakly coupled pockets may end slightly outside [0, 1]; clipped below
-            warnings.filterwarnings("ignore", message="The probability range is outside")
-            solved = random_walker_batch(crops, seeds_list, beta=beta, device=am.device)
+        # as in rw_probability: clipped below for the label map; the walker's warnings pass through
+        solved = random_walker_batch(crops, seeds_list, beta=beta, device=am.device)
         for i, box, full in zip(todo, boxes, solved):
             fg = xp.asarray(np.clip(full[FOREGROUND - 1], 0.0, 1.0).astype(np.float32))  # label k: row k - 1
             out[i] = am.to_numpy(paste_back(fg, box, order=1))
