@@ -83,21 +83,26 @@ class CoarseSpace:
 
 
 def residual(A, x, b):
-    """``b - A x`` in float64 (Laplacian form) for a float32 or float64 stencil matrix."""
+    """``b - A x`` in float64 (Laplacian form) for a float32 or float64 stencil matrix:
+    a Numba loop on the CPU, array operations elsewhere (:func:`residual_array`)."""
     am = A.am
-    xp = am.xp
-    x = xp.ascontiguousarray(xp.asarray(x, dtype=np.float64))
-    b = xp.asarray(b, dtype=np.float64)
-    if am.device == "cpu":
-        y = np.empty_like(x)
-        _matvec64(A.cols, A.vals, A.coupling, x, y)
-        return b - y
+    if am.device != "cpu":
+        return residual_array(am.xp, A, x, b)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.empty_like(x)
+    _matvec64(A.cols, A.vals, A.coupling, x, y)
+    return np.asarray(b, dtype=np.float64) - y
+
+
+def residual_array(xp, A, x, b):
+    """:func:`residual` as array-module operations (CuPy on a GPU; numpy in the tests)."""
+    x = xp.asarray(x, dtype=np.float64)
     y = A.coupling.astype(np.float64) * x
     for j in _SLOTS:
         c = A.cols[j]
         has = c >= 0
         y -= xp.where(has, A.vals[j].astype(np.float64) * (x - x[xp.where(has, c, 0)]), 0.0)
-    return b - y
+    return xp.asarray(b, dtype=np.float64) - y
 
 
 @numba.njit(parallel=True, cache=True)
@@ -206,9 +211,16 @@ def strong_components_plain(A, theta):
 
 
 def coarse_matrix_plain(A, comp, size):
-    """``P^T A P`` by sparse products in float64 (the reference of the coarse assembly)."""
+    """``P^T A P`` by sparse products in float64 (the reference of the coarse assembly),
+    with ``A`` the matrix the Laplacian form represents: off-diagonals ``-w_ij`` and
+    diagonal ``s_i + sum_j w_ij`` summed in float64 (not the stored float32 diagonal)."""
     import scipy.sparse as sp
 
     n = A.shape[0]
+    csr = A.tocsr().astype(np.float64).tolil()
+    csr.setdiag(0)
+    off = csr.tocsr()
+    off.eliminate_zeros()
+    laplacian = off + sp.diags(np.asarray(A.coupling, dtype=np.float64) - np.asarray(off.sum(axis=1)).ravel())
     P = sp.csr_matrix((np.ones(n), (np.arange(n), comp)), shape=(n, size))
-    return (P.T @ A.tocsr().astype(np.float64) @ P).toarray()
+    return (P.T @ laplacian @ P).toarray()
