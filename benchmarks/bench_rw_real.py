@@ -31,7 +31,7 @@ def main():
     p = parser(__doc__)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--only", default="", help="comma-separated substrings of problem names to run")
-    p.add_argument("--modes", default="auto,cg_j", help="extremefast modes to time beside scikit-image's default")
+    p.add_argument("--modes", default="auto,rb", help="extremefast modes to time beside scikit-image's default")
     args = p.parse_args()
     from skimage.segmentation import random_walker as sk_rw
 
