@@ -7,7 +7,6 @@ case is solved in turn. Both run the same code.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..random_walk import random_walker_batch

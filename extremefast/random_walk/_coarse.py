@@ -36,13 +36,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._kernels import _ell_matvec_numba, laplacian_matvec_array
 
 # Edges heavier than this join voxels into one coarse unknown (weights lie in (0, 1]).
 # Measured on STS_007 default (CG at 1e-4, then one correction): theta 0.01 (9,017
 # components) left a largest error of 0.15, 0.1 (23,235) 0.048, 0.3 (52,381) 0.024 with a
 # coarse factorisation 4x as slow (0.97 s against 0.22 s in SciPy).
 THETA = 0.1
-_SLOTS = (0, 1, 2, 4, 5, 6)  # the ELL columns of the six neighbours (3 is the diagonal)
 
 
 class CoarseSpace:
@@ -90,31 +90,13 @@ def residual(A, x, b):
         return residual_array(am.xp, A, x, b)
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.empty_like(x)
-    _matvec64(A.cols, A.vals, A.coupling, x, y)
+    _ell_matvec_numba(A.cols, A.vals, A.coupling, x, y)  # float64 x and y: float64 throughout
     return np.asarray(b, dtype=np.float64) - y
 
 
 def residual_array(xp, A, x, b):
     """:func:`residual` as array-module operations (CuPy on a GPU; numpy in the tests)."""
-    x = xp.asarray(x, dtype=np.float64)
-    y = A.coupling.astype(np.float64) * x
-    for j in _SLOTS:
-        c = A.cols[j]
-        has = c >= 0
-        y -= xp.where(has, A.vals[j].astype(np.float64) * (x - x[xp.where(has, c, 0)]), 0.0)
-    return xp.asarray(b, dtype=np.float64) - y
-
-
-@numba.njit(parallel=True, cache=True)
-def _matvec64(cols, vals, coupling, x, y):
-    for i in numba.prange(cols.shape[1]):
-        xi = x[i]
-        acc = np.float64(coupling[i]) * xi
-        for j in (0, 1, 2, 4, 5, 6):
-            c = cols[j, i]
-            if c >= 0:
-                acc -= np.float64(vals[j, i]) * (xi - x[c])
-        y[i] = acc
+    return xp.asarray(b, dtype=np.float64) - laplacian_matvec_array(xp, A.cols, A.vals, A.coupling, x)
 
 
 def strong_components(cols, vals, theta):

@@ -30,16 +30,25 @@ def ell_matvec(am, cols, vals, coupling, x):
     return y
 
 
+SLOTS = (0, 1, 2, 4, 5, 6)  # the ELL columns of the six neighbours (3 is the diagonal)
+
+
 def ell_matvec_plain(cols, vals, coupling, x):
     """:func:`ell_matvec` as array operations (numpy), the reference of the kernels."""
-    x64 = np.asarray(x, dtype=np.float64)
+    return laplacian_matvec_array(np, cols, vals, coupling, x).astype(vals.dtype)
+
+
+def laplacian_matvec_array(xp, cols, vals, coupling, x):
+    """``A x`` in the Laplacian form as array-module operations, in float64 whatever the
+    storage (numpy or CuPy)."""
+    x64 = xp.asarray(x, dtype=np.float64)
     y = coupling.astype(np.float64) * x64
-    for j in (0, 1, 2, 4, 5, 6):
+    for j in SLOTS:
         c = cols[j]
         has = c >= 0
         w = -vals[j].astype(np.float64)
-        y += np.where(has, w * (x64 - x64[np.where(has, c, 0)]), 0.0)
-    return y.astype(vals.dtype)
+        y += xp.where(has, w * (x64 - x64[xp.where(has, c, 0)]), 0.0)
+    return y
 
 
 

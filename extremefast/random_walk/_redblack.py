@@ -35,9 +35,8 @@ import numba
 import numpy as np
 
 from ._cg import ArraySteps, CompiledSteps
-from ._kernels import _CHUNKS, _ordered_sum
+from ._kernels import _CHUNKS, SLOTS as _SLOTS, _ordered_sum
 
-_SLOTS = (0, 1, 2, 4, 5, 6)  # the ELL columns of the six neighbours (3 is the diagonal)
 
 
 class RedBlackSystem:

@@ -151,9 +151,9 @@ def random_walker_batch(data, labels, beta=130, tol=1.0e-3, spacing=None, *, pro
     residual is below ``tol / 10``, tested every ``check_every`` iterations (each test is
     one small device-to-host copy), and the stack starts from and ends with the coarse
     correction of its strong components (``_coarse``; they never cross cases). On the CPU
-    each case is solved in turn by ``mode='rb'``, which is faster there. ``data``, ``labels``, ``spacing`` (one for all or one
-    per case) and ``x0`` (None or one per case, each None or the previous probability of
-    label 1) follow :func:`random_walker`.
+    each case is solved in turn by ``mode='rb'``, which is faster there. ``data``,
+    ``labels``, ``spacing`` (one for all or one per case) and ``x0`` (None or one per case,
+    each None or the previous probability of label 1) follow :func:`random_walker`.
     """
     data, labels = list(data), list(labels)
     if len(data) != len(labels):
@@ -330,6 +330,7 @@ def _default_maxiter(shape, n_unknowns):
 def _solve_problem(am, problem, beta, mode, tol, maxiter, prob_tol):
     """The unknowns' probabilities X (n_u, nlabels, float64, host) and the unknown mask."""
     n_unknowns = int(np.count_nonzero(problem.seeds == 0))
+    small = n_unknowns < _SMALL
     solver, dtype, every = _plan(mode, am.device, n_unknowns, tol)
     maxiter = int(maxiter or _default_maxiter(problem.seeds.shape, n_unknowns))
     A, rhs, unknown = _assemble(am, problem, beta, dtype)
@@ -343,7 +344,7 @@ def _solve_problem(am, problem, beta, mode, tol, maxiter, prob_tol):
     # The coarse correction: 'rb' always; 'cg_j' (and so 'auto') above 2**15 unknowns, where
     # scikit-image's answer is not reproduced anyway. Below, scikit-image's suite expects its
     # own answer, range warning included.
-    corrected = solver == "rb" or (solver == "cg_j" and not small_problem(n_unknowns))
+    corrected = solver == "rb" or (solver == "cg_j" and not small)
     coarse = _coarse_space(A) if corrected else None
     guesses = [_initial_guess(am, problem, unknown, solved)] + [None] * (len(solved) - 1)
     if coarse is not None:
@@ -363,7 +364,7 @@ def _solve_problem(am, problem, beta, mode, tol, maxiter, prob_tol):
         part, infos = _solve_columns(am, A, B, solver, tol_cg, maxiter, guesses)
     if coarse is not None:
         part = _corrected(xp, coarse, part, B)
-    if solver != "bf" and (corrected or not small_problem(n_unknowns)):
+    if solver != "bf" and (corrected or not small):
         # The range is an a-posteriori error test that the residual test misses: voxels walled
         # off by weak edges barely move the residual. Solve on, warm-started: 10x tighter in
         # the same precision, then 100x tighter in float64 (float32 stalls there), each
@@ -392,10 +393,6 @@ def _solve_problem(am, problem, beta, mode, tol, maxiter, prob_tol):
     if implied is not None:
         X[:, implied] = 1.0 - part.sum(axis=1)
     return am.to_numpy(X), am.to_numpy(unknown)
-
-
-def small_problem(n_unknowns):
-    return n_unknowns < _SMALL
 
 
 def _coarse_space(A):
@@ -498,6 +495,7 @@ def _solve_stacked(am, problems, labels, beta, tol, check_every, prob_tol):
     columns = [_columns(rhs, problems[i].nlabels) for i, (_, rhs, _) in zip(todo, systems)]
     parts = [xp.zeros((s[0].shape[0], len(c[1])), dtype=np.float64) for s, c in zip(systems, columns)]
     maxiter = max(_default_maxiter(problems[i].seeds.shape, s[0].shape[0]) for i, s in zip(todo, systems))
+    offsets = np.cumsum([0] + [s[0].shape[0] for s in systems]).tolist()  # each case's rows in the stack
     system = JacobiSystem(A, "jacobi", generic=True)
     coarse = _coarse_space(A)
     tol_cg = tol if coarse is None else tol * _COARSE_TOL_FACTOR
@@ -510,12 +508,8 @@ def _solve_stacked(am, problems, labels, beta, tol, check_every, prob_tol):
         g = None
         if any(x is not None for x in guesses) or coarse is not None:
             first = coarse.solve(b) if coarse is not None else xp.zeros(b.shape[0], dtype=np.float64)
-            parts_g, start = [], 0
-            for x, s in zip(guesses, systems):
-                stop = start + s[0].shape[0]
-                parts_g.append(x if x is not None else first[start:stop])
-                start = stop
-            g = xp.concatenate(parts_g)
+            g = xp.concatenate([x if x is not None else first[start:stop]
+                                for x, start, stop in zip(guesses, offsets[:-1], offsets[1:])])
         system.steps = BatchedSteps(xp, system.dtype, case, len(todo))  # every case active again
         x, info = conjugate_gradient(system, b, g, tol=tol_cg, maxiter=maxiter, check_every=check_every)
         if coarse is not None:
@@ -523,12 +517,9 @@ def _solve_stacked(am, problems, labels, beta, tol, check_every, prob_tol):
         if info != 0:
             warnings.warn("random_walker_batch: the iterative solve did not reach tol for some cases",
                           RuntimeWarning, stacklevel=3)
-        start = 0
-        for part, (A_c, _, _), (_, solved) in zip(parts, systems, columns):
-            stop = start + A_c.shape[0]
+        for part, (_, solved), start, stop in zip(parts, columns, offsets[:-1], offsets[1:]):
             if j < len(solved):
                 part[:, j] = x[start:stop]
-            start = stop
     for i, part, (_, _, unknown), (implied, solved) in zip(todo, parts, systems, columns):
         X = xp.zeros((part.shape[0], problems[i].nlabels), dtype=np.float64)
         X[:, solved] = part
