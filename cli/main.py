@@ -29,6 +29,12 @@ DataOpt = Annotated[str, typer.Option("--data", help="A data folder (MSD layout)
 DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="Where known data sets live (else $EXTREMEFAST_DATA_ROOT).")]
 LabelOpt = Annotated[Optional[int], typer.Option("--label", help="The organ's label value in the label maps.")]
 OrganOpt = Annotated[Optional[str], typer.Option("--organ", help="The organ's name as dataset.json gives it, e.g. spleen.")]
+ClicksOpt = Annotated[Optional[Path], typer.Option(
+    "--points", help="A folder of the annotator's clicks, CASE.mrk.json (3D Slicer) or CASE.json per scan: "
+                     "then no mask is needed, and masks, where there are any, only give Dice.")]
+SelectOpt = Annotated[bool, typer.Option(
+    "--select-on-masks", help="With --points: keep the round the validation masks prefer (default: the round "
+                              "in which the pseudo labels settle, no mask used).")]
 
 
 def _version(value: bool):
@@ -108,36 +114,50 @@ def pseudo_label(
     workers: Annotated[Optional[int], typer.Option("--workers", help="Parallel cases (default: one per core).")] = None,
     click_noise: Annotated[float, typer.Option("--click-noise", help="Simulated click noise, mm (0: exact extreme points).")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the click noise.")] = 0,
+    points: ClicksOpt = None,
 ):
-    """Random-walker pseudo labels from six clicks for every case, Dice against the masks."""
+    """Random-walker pseudo labels from six clicks for every case (clicks from --points or from
+    the masks), Dice against the masks where there are masks; a contact sheet of all cases."""
     from rich.progress import Progress
 
     from extremefast.data import open_dataset
     from extremefast.pseudo import get_preset
     from extremefast.pseudo.runner import run_pseudo_labels, summary_table
+    from extremefast.train.cases import pair_points
+    from extremefast.train.run import _organ_label
 
     ds = open_dataset(data, data_root=data_root)
-    value = ds.resolve_label(label, organ)
+    paired, without = pair_points(ds, points) if points is not None else (None, [])
+    value = _organ_label(ds, label, organ, data, clicks_given=points is not None)
+    if without:
+        console.print(f"{len(without)} case(s) have no points file and are left out: {', '.join(without[:8])}")
     config = get_preset(preset, crop_size=(crop_size,) * 3)
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("pseudo labels", total=len(ds))
         summary = run_pseudo_labels(ds, value, out, config, workers=workers, click_noise_mm=click_noise, seed=seed,
-                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                    points=paired, without_points=without)
     console.print(summary_table(summary))
-    console.print(f"summary: {out / 'summary.json'}")
+    console.print(f"summary: {out / 'summary.json'}, contact sheet: {out / 'contact_sheet.png'}")
+    skipped = [r for r in summary["cases"] if "skipped" in r]
+    if len(skipped) == len(summary["cases"]):
+        reasons = "; ".join(f"{r['case']}: {r['skipped']}" for r in skipped[:3])
+        raise ExtremefastError(f"no pseudo label was made ({len(skipped)} case(s) skipped: {reasons})")
 
 
-def _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_, data, seed, point_loss_weight):
-    from extremefast.train.config import TrainConfig, cpu_defaults
-
-    config = TrainConfig(variant=variant, seed=seed)
+def _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed, point_loss_weight,
+                  select_on_masks=False):
     import torch
 
-    if data == "synthetic" and not torch.cuda.is_available():
-        config = cpu_defaults(config)  # the embedded default: minutes on a laptop CPU
+    from extremefast.train.config import default_config
+
+    cuda = device != "cpu" and torch.cuda.is_available()
+    config = default_config(variant, cuda=cuda, seed=seed)
     overrides = {k: v for k, v in dict(rounds=rounds, epochs_per_round=epochs, crop_size=crop_size,
                                        batch_size=batch_size, amp=amp, compile=compile_,
                                        point_loss_weight=point_loss_weight).items() if v is not None}
+    if select_on_masks:
+        overrides["selection"] = "masks"
     return config.with_(**overrides)
 
 
@@ -171,16 +191,20 @@ def train(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     data_root: DataRootOpt = None,
+    points: ClicksOpt = None,
+    select_on_masks: SelectOpt = False,
 ):
     """The iterative weakly supervised scheme: random-walker init, then rounds of training and refresh."""
     from rich.progress import BarColumn, Progress, TextColumn
 
+    from extremefast.train.run import describe_sizes, train_distributed
     from extremefast.train.run import train as run_train
-    from extremefast.train.run import train_distributed
 
-    config = _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_, data, seed, point_loss_weight)
+    config = _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed,
+                           point_loss_weight, select_on_masks)
+    console.print(f"settings: {describe_sizes(config)}", highlight=False)
     kwargs = dict(data=data, label=label, organ=organ, out=out, config=config, data_root=data_root, device=device,
-                  resume=resume)
+                  resume=resume, points=points)
     if gpus < 1:
         raise ExtremefastError(f"--gpus must be >= 1, got {gpus}")
     if gpus > 1 or "WORLD_SIZE" in os.environ:
@@ -196,8 +220,10 @@ def train(
 
             summary = run_train(log=console.print, progress=progress, **kwargs)
     final = summary["final_val_dice"]
-    console.print(f"best round {summary['best_round']}: validation Dice {final['mean']:.3f}±{final['std']:.3f} "
-                  f"(median {final['median']:.3f}); outputs in {out}")
+    rule = "pseudo labels settled" if summary["selection"] == "settle" else "best validation Dice"
+    score = (f"validation Dice {final['mean']:.3f}±{final['std']:.3f} (median {final['median']:.3f}, "
+             f"{final['n']} masks)" if final["n"] else "no validation masks")
+    console.print(f"kept round {summary['best_round']} ({rule}): {score}; outputs in {out}")
 
 
 @app.command()
@@ -214,44 +240,61 @@ def ablation(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     data_root: DataRootOpt = None,
+    points: ClicksOpt = None,
+    select_on_masks: SelectOpt = False,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue the variants' runs found in --out "
+                                                                      "(--no-resume: start each afresh).")] = True,
 ):
     """Run several variants on the same data and write the paper's Table 1 for them."""
     from extremefast.train.ablation import run_ablation
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
     table = run_ablation(names, out, lambda v: _train_config(v, rounds, epochs, crop_size, batch_size, None, None,
-                                                             data, seed, None),
-                         data=data, label=label, organ=organ, data_root=data_root, device=device, log=console.print)
+                                                             device, seed, None, select_on_masks),
+                         data=data, label=label, organ=organ, data_root=data_root, device=device, log=console.print,
+                         points=points, resume=resume)
     console.print(table)
 
 
 @app.command()
 def predict(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="model.pt written by `extremefast train`.")],
-    image: Annotated[Path, typer.Option("--image", help="A NIfTI image, or a folder of them (folder mode).")],
+    image: Annotated[Path, typer.Option("--image", help="A scan (NIfTI, NRRD, MetaImage, or a DICOM-series folder), "
+                                                        "or a folder of scans (folder mode).")],
     points: Annotated[Path, typer.Option("--points", help="Its six clicks (voxel/RAS/LPS JSON or Slicer .mrk.json), "
-                                                          "or a folder holding <image name>.json / .mrk.json.")],
-    out: Annotated[Path, typer.Option("--out", help="Output NIfTI file, or a folder in folder mode.")],
+                                                          "or a folder holding <scan name>.json / .mrk.json.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file (its name picks the format: .nii.gz, .nrrd, "
+                                                    ".seg.nrrd for 3D Slicer, .mha), or a folder in folder mode.")],
+    fmt: Annotated[str, typer.Option("--format", help="Folder mode: output format, nii.gz, nii, nrrd, seg.nrrd, mha "
+                                                      "or input (the scan's own; NIfTI for DICOM).")] = "nii.gz",
     refine: Annotated[bool, typer.Option("--refine", help="Regularise with the random walker on the uncertainty band.")] = False,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Write float probabilities instead of a 0/1 mask.")] = False,
+    organ: Annotated[str, typer.Option("--organ", help="The segment's name in .seg.nrrd outputs.")] = "organ",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
 ):
-    """Segment new scans from six clicks; the result has the image's shape and affine."""
-    from rich.progress import track
+    """Segment new scans from six clicks; each result lies on its scan's grid (shape and geometry)."""
+    from rich.progress import Progress
 
-    from extremefast.predict import Predictor, predict_file
-    from extremefast.predict.cli_support import plan_predictions
+    from extremefast.predict import Predictor
+    from extremefast.predict.cli_support import plan_predictions, run_predictions
 
-    jobs = plan_predictions(image, points, out)
+    jobs = plan_predictions(image, points, out, fmt)
     predictor = Predictor.from_checkpoint(checkpoint, device)
-    for img, pts, dst in (track(jobs, description="predict", console=err_console) if len(jobs) > 1 else jobs):
-        predict_file(predictor, img, pts, dst, refine=refine, probabilities=probabilities)
-        console.print(f"{img.name} -> {dst}", highlight=False)
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("predict", total=len(jobs))
+
+        def done(img, dst):
+            bar.advance(task)
+            console.print(f"{img.name} -> {dst}", highlight=False)
+
+        run_predictions(predictor, jobs, out, refine=refine, probabilities=probabilities, organ=organ, progress=done)
+    if out.is_dir():
+        console.print(f"summary: {out / 'summary.json'}, contact sheet: {out / 'contact_sheet.png'}", highlight=False)
 
 
 @app.command()
 def evaluate(
-    pred: Annotated[Path, typer.Option("--pred", help="Folder of predictions named <case>.nii.gz.")],
+    pred: Annotated[Path, typer.Option("--pred", help="Folder of predictions named <case>.nii.gz (or .nrrd, .seg.nrrd, .mha).")],
     data: DataOpt,
     label: LabelOpt = None,
     organ: OrganOpt = None,
@@ -273,7 +316,7 @@ def evaluate(
 
 @app.command()
 def points(
-    labels: Annotated[Path, typer.Option("--labels", help="A label map (NIfTI) holding the organ.")],
+    labels: Annotated[Path, typer.Option("--labels", help="A label map (NIfTI, NRRD, .seg.nrrd, MetaImage) holding the organ.")],
     label: Annotated[int, typer.Option("--label", help="The organ's label value.")],
     out: Annotated[Path, typer.Option("--out", help="The points file to write.")],
     space: Annotated[str, typer.Option("--space", help="voxel, RAS or LPS.")] = "RAS",
@@ -281,11 +324,11 @@ def points(
 ):
     """Write a mask's six extreme points as a points file (to try `predict` on labelled scans)."""
     from extremefast.errors import InputError
-    from extremefast.nifti import load_nifti
+    from extremefast.imageio import load_image
     from extremefast.predict import write_points
     from extremefast.pseudo import extreme_points
 
-    volume = load_nifti(labels, dtype=None)
+    volume = load_image(labels, dtype=None)
     mask = volume.array == label
     if not mask.any():
         raise InputError(f"{labels}: label {label} is absent")

@@ -1,4 +1,5 @@
-"""Atomic JSON files (temporary name, fsync, rename)."""
+"""Atomic JSON files (temporary name, fsync, rename); NaN and infinities are written as null,
+so that every file is standard JSON (a summary over no mask has a null mean)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ def write_json(path, obj) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=1, default=_default)
+            json.dump(_finite(obj), fh, indent=1, default=_default, allow_nan=False)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -35,6 +36,22 @@ def read_json(path):
         raise DataError(f"{path}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: broken JSON ({exc})") from None
+
+
+def _finite(o):
+    import math
+
+    import numpy as np
+
+    if isinstance(o, (np.generic, np.ndarray)):
+        o = o.tolist()
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _default(o):

@@ -22,6 +22,9 @@ def summarise(values) -> dict:
 
 
 def format_summary(s: dict) -> str:
+    """``mean±std (median)``, or "no masks" for a summary over nothing."""
+    if not s.get("n"):
+        return "no masks"
     return f"{s['mean']:.3f}±{s['std']:.3f} ({s['median']:.3f})"
 
 

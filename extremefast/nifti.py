@@ -24,6 +24,8 @@ class Volume:
     array: np.ndarray
     affine: np.ndarray
     path: Path | None = None
+    # set by :func:`extremefast.imageio.orient`: how the file's axes were permuted and flipped
+    file_transform: np.ndarray | None = None
 
     @property
     def spacing(self) -> tuple[float, float, float]:

@@ -1,4 +1,5 @@
-"""PNG figures: crop overlays (paper figs. 2 and 4) and Dice-per-round curves (fig. 6)."""
+"""PNG figures: crop overlays (paper figs. 2 and 4), Dice-per-round curves (fig. 6) and
+contact sheets (one tile per case of a collection, to review it at a glance)."""
 from __future__ import annotations
 
 import os
@@ -66,6 +67,44 @@ def save_curves(path, rounds: list[int], curves: dict[str, list[float]], ylabel:
     ax.legend()
     if title:
         ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path, plt)
+
+
+def contact_tile(image, mask, points, title: str, margin: int = 12) -> dict:
+    """One case of a contact sheet: the axial slice (axis 2) through the clicks' centre,
+    cut to the clicks' box plus ``margin`` voxels, with the mask's outline and the clicks
+    within three slices. ``image`` is normalised to [0, 1]; ``mask`` may be None."""
+    image = np.asarray(image, dtype=np.float32)
+    p = np.asarray(points, dtype=np.float64)
+    k = int(np.clip(np.rint(p[:, 2].mean()), 0, image.shape[2] - 1))
+    lo = np.maximum(np.floor(p[:, :2].min(axis=0)).astype(int) - margin, 0)
+    hi = np.minimum(np.ceil(p[:, :2].max(axis=0)).astype(int) + margin + 1, image.shape[:2])
+    window = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), k)
+    near = np.abs(p[:, 2] - k) <= 3
+    return {"image": image[window].astype(np.float16),
+            "mask": None if mask is None else (np.asarray(mask)[window] >= 0.5),
+            "points": p[near, :2] - lo, "title": title}
+
+
+def save_contact_sheet(path, tiles: list[dict], columns: int = 6, title: str = "") -> Path:
+    """All ``tiles`` (from :func:`contact_tile`) on one PNG, ``columns`` per row."""
+    plt = _pyplot()
+    n = max(1, len(tiles))
+    cols = min(columns, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, tile in zip(axes.ravel(), tiles):
+        ax.imshow(tile["image"].astype(np.float32).T, cmap="gray", origin="lower", vmin=0, vmax=1)
+        if tile["mask"] is not None and tile["mask"].any():
+            ax.contour(tile["mask"].T.astype(float), levels=[0.5], colors="orange", linewidths=0.8)
+        if len(tile["points"]):
+            ax.plot(tile["points"][:, 0], tile["points"][:, 1], "x", color="yellow", ms=5, mew=1.5)
+        ax.set_title(tile["title"], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path, plt)
 

@@ -1,4 +1,11 @@
-"""Medical Segmentation Decathlon (MSD) layout: ``dataset.json``, ``imagesTr/``, ``labelsTr/``.
+"""Data sets: the Medical Segmentation Decathlon (MSD) layout, or a plain folder of scans.
+
+An MSD folder has ``dataset.json``, ``imagesTr/`` and ``labelsTr/``; without ``dataset.json``
+the scans are those of ``imagesTr/`` or, failing that, of the folder itself, and masks (when
+there are any) those of ``labelsTr/`` with the scan's name. Scans and masks may be NIfTI,
+NRRD, MetaImage or DICOM-series folders (:mod:`extremefast.imageio`); they are read with
+their axes in the order closest to LPS, so that the same scan gives the same arrays whatever
+its format.
 
 A dataset is opened from a folder, a known name (``msd_spleen`` resolves to
 ``Task09_Spleen`` under ``--data-root`` or ``$EXTREMEFAST_DATA_ROOT``) or ``synthetic``
@@ -15,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, InputError
-from ..nifti import Volume, load_nifti
+from ..imageio import image_stem, list_images, load_image
+from ..nifti import Volume
 
 DATA_ROOT_ENV = "EXTREMEFAST_DATA_ROOT"
 
@@ -56,14 +64,18 @@ class Dataset:
         raise InputError(f"{self.root}: no case named {name!r}")
 
     def load_image(self, case: Case) -> Volume:
-        return load_nifti(case.image_path, dtype=np.float32, check_finite=True)
+        return load_image(case.image_path, dtype=np.float32, check_finite=True, oriented=True)
 
     def load_case(self, case: Case) -> tuple[Volume, Volume]:
         """Image (float32) and label map (int16) of one case, checked to share a grid."""
         image = self.load_image(case)
         if case.label_path is None:
             raise DataError(f"{self.root}: case {case.name} has no label map")
-        label = load_nifti(case.label_path, dtype=None)
+        return image, self.load_labels(case, image)
+
+    def load_labels(self, case: Case, image: Volume) -> Volume:
+        """The label map (int16) of ``case``, checked to lie on the grid of its ``image``."""
+        label = load_image(case.label_path, dtype=None, oriented=True)
         if label.array.dtype.kind == "f":
             if not np.all(np.isfinite(label.array)):
                 raise DataError(f"{case.label_path}: label map holds NaN or Inf")
@@ -73,7 +85,10 @@ class Dataset:
             raise DataError(
                 f"{case.label_path}: label map shape {label.shape} differs from its image {image.shape}"
             )
-        return image, label
+        if not np.allclose(label.affine, image.affine, atol=1e-3 * max(image.spacing)):
+            raise DataError(f"{case.label_path}: the label map lies elsewhere in space than its image "
+                            f"{case.image_path.name} (different origin, spacing or direction)")
+        return label
 
     def resolve_label(self, label: int | None = None, organ: str | None = None) -> int:
         """The label value of the organ: by value, or by name from ``dataset.json``."""
@@ -123,7 +138,8 @@ def open_msd(root) -> Dataset:
         cases = _cases_from_folders(root)
         labels = {}
     if not cases:
-        raise DataError(f"{root}: no training cases found (dataset.json 'training' or imagesTr/*.nii.gz)")
+        raise DataError(f"{root}: no scans found (dataset.json 'training', imagesTr/ or the folder itself: "
+                        "NIfTI, NRRD, MetaImage or DICOM-series folders)")
     modality = str((meta.get("modality") or {}).get("0", "CT")) if isinstance(meta.get("modality"), dict) else "CT"
     return Dataset(root=root, name=str(meta.get("name", root.name)), labels=labels, cases=cases,
                    modality=modality, meta=meta)
@@ -166,21 +182,17 @@ def _cases_from_meta(root: Path, meta: dict, meta_path: Path) -> list[Case]:
 
 
 def _cases_from_folders(root: Path) -> list[Case]:
-    images = sorted((root / "imagesTr").glob("*.nii*")) if (root / "imagesTr").is_dir() else []
-    cases = []
-    for image in images:
-        if image.name.startswith("."):
-            continue
-        label = root / "labelsTr" / image.name.replace("_0000.nii", ".nii")
-        cases.append(Case(_case_name(image), image, label if label.exists() else None))
-    return cases
+    """Scans of ``imagesTr/`` (else of ``root`` itself, ``labelsTr/`` aside), masks by name in ``labelsTr/``."""
+    folder = root / "imagesTr" if (root / "imagesTr").is_dir() else root
+    labels = {}
+    if (root / "labelsTr").is_dir():
+        labels = {_case_name(p): p for p in list_images(root / "labelsTr")}
+    images = [p for p in list_images(folder) if p.name != "labelsTr"]
+    return [Case(_case_name(image), image, labels.get(_case_name(image))) for image in images]
 
 
 def _case_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
+    name = image_stem(path)
     return name[:-5] if name.endswith("_0000") else name
 
 
@@ -207,14 +219,15 @@ def open_dataset(data: str, *, data_root=None, synthetic_cases: int = 12, synthe
     return open_msd(data)
 
 
-def train_val_split(dataset: Dataset, n_val: int | None = None, seed: int = 0) -> tuple[list[Case], list[Case]]:
-    """A deterministic split of the cases into training and validation.
+def train_val_split(dataset: Dataset, n_val: int | None = None, seed: int = 0,
+                    cases: list[Case] | None = None) -> tuple[list[Case], list[Case]]:
+    """A deterministic split of the cases (``cases``, default all) into training and validation.
 
     The cases are sorted by name and shuffled with ``seed``; the first ``n_val`` go to
     validation. By default ``n_val`` is the paper's 9 for MSD spleen (32/9) and 22% of
     the cases (at least one, at most all but one) otherwise.
     """
-    cases = sorted(dataset.cases, key=lambda c: c.name)
+    cases = sorted(dataset.cases if cases is None else cases, key=lambda c: c.name)
     if len(cases) < 2:
         raise InputError(f"{dataset.root}: need at least 2 cases for a train/validation split, found {len(cases)}")
     if n_val is None:

@@ -1,49 +1,89 @@
-"""Pairing images with points files and outputs for ``extremefast predict``."""
+"""Pairing scans with points files and outputs, for ``extremefast predict`` on one scan or a folder."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DataError
-from ..nifti import ensure_output_folder, nifti_stem
+from ..data.points import list_points_files, points_case_name, points_file_for
+from ..errors import DataError, InputError
+from ..imageio import SUFFIXES, image_stem, image_suffix, is_dicom_folder, list_images
+from ..nifti import ensure_output_folder
+
+OUTPUT_FORMATS = ("nii.gz", "nii", "nrrd", "seg.nrrd", "mha", "input")
 
 
-def plan_predictions(image: Path, points: Path, out: Path) -> list[tuple[Path, Path, Path]]:
-    """(image, points file, output) for one image, or for every image of a folder.
+def plan_predictions(image: Path, points: Path, out: Path, fmt: str = "nii.gz") -> list[tuple[Path, Path, Path]]:
+    """(scan, points file, output) for one scan, or for every scan of a folder.
 
-    In folder mode each ``NAME.nii.gz`` needs ``NAME.json`` or ``NAME.mrk.json`` in the
-    points folder (an ``_0000`` channel suffix may be left out); every pair is checked
-    before any work starts, so a missing file stops nothing half-way.
+    One scan (a file, or a folder holding one DICOM series): ``out`` is the output file, in the
+    format its name asks for. Folder mode: each scan ``NAME.<format>`` (or DICOM folder ``NAME``)
+    needs ``NAME.mrk.json`` or ``NAME.json`` in the points folder (an ``_0000`` channel suffix
+    may be left out), and a points file without its scan is an error; outputs are
+    ``out/NAME.<fmt>`` (``fmt="input"``: the scan's own format, NIfTI for DICOM). Every pair is
+    checked before any work starts, so a missing file stops nothing half-way.
     """
+    if fmt not in OUTPUT_FORMATS:
+        raise InputError(f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     if not image.exists():
         raise DataError(f"{image}: not found")
     if not points.exists():
         raise DataError(f"{points}: not found")
-    if image.is_file():
+    if image.is_file() or is_dicom_folder(image):
         if points.is_dir():
             raise DataError(f"{points}: is a folder; give the points file of {image.name}")
         if out.is_dir():
             raise DataError(f"{out}: is a folder; give the output file name (or use folder mode)")
+        if image_suffix(out) is None:
+            raise DataError(f"{out}: name the output .nii.gz, .nrrd, .seg.nrrd or .mha")
         if out.parent and not out.parent.exists():
             raise DataError(f"{out.parent}: output folder does not exist")
         return [(image, points, out)]
     if not points.is_dir():
         raise DataError(f"{points}: folder mode (--image is a folder) needs a folder of points files")
-    images = sorted(p for p in image.iterdir() if p.name.endswith((".nii", ".nii.gz")) and not p.name.startswith("."))
+    images = list_images(image)
     if not images:
-        raise DataError(f"{image}: no .nii or .nii.gz images")
+        raise DataError(f"{image}: no scans (NIfTI, NRRD, MetaImage or DICOM-series folders)")
+    names = {image_stem(i) for i in images} | {image_stem(i).removesuffix("_0000") for i in images}
+    orphans = [p.name for p in list_points_files(points) if points_case_name(p) not in names]
+    if orphans:
+        raise DataError(f"{points}: no scan in {image} for the points file(s) {', '.join(orphans[:5])}")
     jobs, missing = [], []
     for img in images:
-        stem = nifti_stem(img)
-        names = [stem]
-        if stem.endswith("_0000"):
-            names.append(stem[:-5])
-        candidates = [points / f"{n}{ext}" for n in names for ext in (".mrk.json", ".json")]
-        found = next((c for c in candidates if c.exists()), None)
+        stem = image_stem(img)
+        found = points_file_for(points, stem)
         if found is None:
             missing.append(img.name)
         else:
-            jobs.append((img, found, names[-1]))
+            jobs.append((img, found, stem.removesuffix("_0000")))
     if missing:
-        raise DataError(f"{points}: no points file for {len(missing)} image(s): {', '.join(missing[:5])}")
+        raise DataError(f"{points}: no points file for {len(missing)} scan(s): {', '.join(missing[:5])}")
     out = ensure_output_folder(out)
-    return [(img, pts, out / f"{name}.nii.gz") for img, pts, name in jobs]
+    return [(img, pts, out / f"{name}{_output_suffix(img, fmt)}") for img, pts, name in jobs]
+
+
+def _output_suffix(image: Path, fmt: str) -> str:
+    if fmt != "input":
+        return f".{fmt}"
+    suffix = image_suffix(image)
+    return suffix if suffix in SUFFIXES and not image.is_dir() else ".nii.gz"
+
+
+def run_predictions(predictor, jobs, out: Path, *, refine: bool = False, probabilities: bool = False,
+                    organ: str = "organ", progress=None) -> dict:
+    """Predict every job; in folder mode also ``out/summary.json`` and ``out/contact_sheet.png``."""
+    from ..jsonio import write_json
+    from ..viz import save_contact_sheet
+    from .predictor import predict_file
+
+    records, tiles = [], []
+    for img, pts, dst in jobs:
+        _, record, tile = predict_file(predictor, img, pts, dst, refine=refine, probabilities=probabilities,
+                                       organ=organ, return_details=True)
+        records.append(record)
+        tiles.append(tile)
+        if progress is not None:
+            progress(img, dst)
+    summary = {"checkpoint_config": predictor.config.to_dict(), "refine": refine, "cases": records}
+    if out.is_dir():
+        write_json(out / "summary.json", summary)
+        save_contact_sheet(out / "contact_sheet.png", tiles, title="predictions")
+    return summary

@@ -12,22 +12,22 @@ METRICS = ("dice", "hd95_mm", "volume_diff_ml", "volume_diff_percent")
 
 
 def evaluate(pred_dir, dataset, label: int) -> dict:
-    """Per-case and summarised metrics of ``pred_dir/<case>.nii.gz`` against ``dataset``.
+    """Per-case and summarised metrics of ``pred_dir/<case>.<format>`` against ``dataset``.
 
-    Cases of the data set with a prediction file are scored (the file must have the
-    label map's shape and affine); a prediction whose case is unknown is an error, so a
+    Cases of the data set with a prediction file (any format of :mod:`extremefast.imageio`)
+    are scored; the prediction must lie on the label map's grid in world space (its voxel
+    order may differ); a prediction whose case is unknown is an error, so a
     misnamed folder is not silently scored as empty. HD95 is NaN (and left out of its
     summary) where a mask is empty.
     """
-    from ..nifti import load_nifti, nifti_stem
+    from ..imageio import image_stem, list_images, load_image
 
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise DataError(f"{pred_dir}: prediction folder not found")
-    files = {nifti_stem(p): p for p in sorted(pred_dir.iterdir()) if p.name.endswith((".nii", ".nii.gz"))
-             and not p.name.startswith(".")}
+    files = {image_stem(p): p for p in list_images(pred_dir)}
     if not files:
-        raise DataError(f"{pred_dir}: no .nii.gz predictions")
+        raise DataError(f"{pred_dir}: no predictions (.nii.gz, .nrrd, .seg.nrrd, .mha)")
     known = {c.name: c for c in dataset.cases}
     unknown = sorted(set(files) - set(known))
     if unknown:
@@ -35,7 +35,7 @@ def evaluate(pred_dir, dataset, label: int) -> dict:
     rows = []
     for name, path in files.items():
         _, labels = dataset.load_case(known[name])
-        pred = load_nifti(path, dtype=None)
+        pred = load_image(path, dtype=None, oriented=True)
         if pred.shape != labels.shape:
             raise DataError(f"{path}: shape {pred.shape} differs from the label map's {labels.shape}")
         if not np.allclose(pred.affine, labels.affine, atol=1e-3):

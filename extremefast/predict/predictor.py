@@ -48,7 +48,12 @@ class Predictor:
         ``points``: the six clicks, voxel indices (6, 3). ``spacing`` (mm per axis), or
         ``affine`` from which it is taken. ``refine`` regularises the prediction with the
         random walker on its uncertainty band, as the training rounds do.
+
+        With ``affine`` the scan is processed with its axes in the order closest to LPS, as in
+        training, so that any voxel order of the same scan gives the same mask in world space.
         """
+        if affine is not None and spacing is None:
+            return self._predict_oriented(np.asarray(image), points, affine, refine)
         image = np.asarray(image)
         if image.ndim != 3:
             raise InputError(f"image must be 3D, got shape {image.shape}")
@@ -70,6 +75,22 @@ class Predictor:
             prob = refine_probability(prob, norm, pts, spacing, pad_mm=cfg.pad_mm, crop_size=cfg.rw_crop_size,
                                       radius=cfg.rw_radius, beta=cfg.refine_beta)
         return np.clip(prob, 0.0, 1.0).astype(np.float32)
+
+
+    def _predict_oriented(self, image, points, affine, refine: bool) -> np.ndarray:
+        from ..imageio import in_file_grid, orient
+        from ..nifti import Volume
+
+        _spacing(affine, None)  # a one-line error for a malformed affine
+        if image.ndim != 3:
+            raise InputError(f"image must be 3D, got shape {image.shape}")
+        volume = orient(Volume(image, np.asarray(affine, dtype=np.float64)))
+        pts = check_points(points, image.shape)
+        # voxel indices of the given grid -> those of the reoriented one, through world space
+        world = np.c_[pts, np.ones(len(pts))] @ np.asarray(affine, dtype=np.float64).T
+        oriented = np.rint((world @ np.linalg.inv(volume.affine).T)[:, :3]).astype(np.int64)
+        prob = self.predict(volume.array, oriented, spacing=volume.spacing, refine=refine)
+        return in_file_grid(volume, prob)[0]
 
 
 def _spacing(affine, spacing) -> np.ndarray:
@@ -99,13 +120,34 @@ def annotate(image, points, checkpoint, *, affine=None, spacing=None, refine: bo
 
 
 def predict_file(predictor: Predictor, image_path, points_path, out_path, *, refine: bool = False,
-                 probabilities: bool = False) -> Path:
-    """NIfTI image + points file -> NIfTI mask (or probabilities) with the image's affine."""
-    from ..nifti import load_nifti, save_nifti
-    from .points import read_points
+                 probabilities: bool = False, organ: str = "organ", return_details: bool = False):
+    """Scan + points file -> mask (or probabilities) on the scan's grid, in the format
+    ``out_path`` names (NIfTI, NRRD, ``.seg.nrrd`` for 3D Slicer, MetaImage).
 
-    volume = load_nifti(image_path, check_finite=True)
+    The scan may be any format of :mod:`extremefast.imageio` (a DICOM series as a folder).
+    It is processed in the axis order closest to LPS (:meth:`Predictor.predict`), so every
+    format of the same scan gives the same mask in world space; the output is written in the
+    scan's own voxel order.
+    With ``return_details`` returns (path, record, contact-sheet tile) instead of the path.
+    """
+    import time
+
+    from ..data.points import read_points
+    from ..imageio import load_image, save_image
+
+    t0 = time.perf_counter()
+    volume = load_image(image_path, check_finite=True)
     pts = read_points(points_path, volume.affine, volume.shape)
     prob = predictor.predict(volume.array, pts, affine=volume.affine, refine=refine)
     out = prob if probabilities else (prob >= 0.5).astype(np.uint8)
-    return save_nifti(out_path, out, volume.affine)
+    path = save_image(out_path, out, volume.affine, segment_name=organ)
+    if not return_details:
+        return path
+    from ..viz import contact_tile
+
+    voxels = int((prob >= 0.5).sum())
+    record = {"image": str(image_path), "points": str(points_path), "output": str(path), "voxels": voxels,
+              "volume_ml": voxels * float(np.prod(volume.spacing)) / 1000.0, "seconds": time.perf_counter() - t0}
+    norm = normalise_intensity(volume.array, predictor.config.window)
+    tile = contact_tile(norm, prob, pts, f"{Path(path).name}: {record['volume_ml']:.0f} ml")
+    return path, record, tile

@@ -67,6 +67,12 @@ def get_preset(name: str, **overrides) -> PseudoLabelConfig:
     return PRESETS[name].with_(**overrides) if overrides else PRESETS[name]
 
 
+def window_for_modality(window, modality: str):
+    """The intensity window to use for a scan of ``modality``: Hounsfield windows mean
+    nothing outside CT, so other modalities get None (percentile scaling)."""
+    return window if str(modality).upper() == "CT" else None
+
+
 def normalise_intensity(image, window) -> np.ndarray:
     """Clip to ``window`` and scale to [0, 1]; with ``window=None`` use the 0.5/99.5 percentiles.
     (On the GPU for a CuPy image.)"""

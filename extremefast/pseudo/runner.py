@@ -20,58 +20,66 @@ from ..jsonio import read_json, write_json
 from ..metrics import dice, format_summary, summarise
 from ..nifti import ensure_output_folder
 from .extreme_points import extreme_points, simulate_clicks
-from .pseudo_label import PseudoLabelConfig, pseudo_label_from_points
+from .pseudo_label import PseudoLabelConfig, normalise_intensity, pseudo_label_from_points, window_for_modality
 
 
-def case_pseudo_label(dataset_root, case_name: str, label: int, config: PseudoLabelConfig, out_dir,
-                      click_noise_mm: float = 0.0, seed: int = 0, overlay: bool = True) -> dict:
-    """One case: clicks from its mask, the pseudo label, files written, the record returned."""
+def case_pseudo_label(dataset_root, case_name: str, label: int | None, config: PseudoLabelConfig, out_dir,
+                      click_noise_mm: float = 0.0, seed: int = 0, overlay: bool = True,
+                      points_file=None) -> tuple[dict, dict | None]:
+    """One case: its clicks (from ``points_file``, else from its mask), the pseudo label,
+    files written; returns the record and the case's contact-sheet tile."""
     from ..data.dataset import open_msd
-    from ..nifti import save_nifti
+    from ..data.points import read_points
+    from ..imageio import file_affine, in_file_grid, save_image
+    from ..viz import contact_tile
 
     t0 = time.perf_counter()
     ds = open_msd(dataset_root)
     case = ds.case(case_name)
-    image, labels = ds.load_case(case)
-    mask = labels.array == label
-    if not mask.any():
-        return {"case": case_name, "skipped": f"label {label} has no voxel in {case.label_path}"}
-    points = extreme_points(mask)
-    if click_noise_mm > 0:
-        points = simulate_clicks(points, mask, image.spacing, click_noise_mm,
-                                 rng=np.random.default_rng([seed, _stable_hash(case_name)]))
-    config = _config_for_modality(config, ds.modality)
+    image = ds.load_image(case)
+    mask = None
+    if label is not None and case.label_path is not None:
+        mask = ds.load_labels(case, image).array == label
+    if points_file is not None:
+        points = read_points(points_file, image.affine, image.shape, voxel_affine=file_affine(image))
+        clicks_from = str(points_file)
+        if mask is not None and not mask.any():
+            mask = None
+    elif mask is None or not mask.any():
+        where = case.label_path if case.label_path is not None else "its data set (no mask)"
+        return {"case": case_name, "skipped": f"label {label} has no voxel in {where}"}, None
+    else:
+        points, clicks_from = extreme_points(mask), "mask"
+        if click_noise_mm > 0:
+            points = simulate_clicks(points, mask, image.spacing, click_noise_mm,
+                                     rng=np.random.default_rng([seed, _stable_hash(case_name)]))
+    config = config.with_(window=window_for_modality(config.window, ds.modality))
     t1 = time.perf_counter()
     pl = pseudo_label_from_points(image.array, image.spacing, points, config)
     t2 = time.perf_counter()
     prob = pl.in_image_space()
     out_dir = Path(out_dir)
-    save_nifti(out_dir / f"{case_name}.nii.gz", prob, image.affine, dtype=np.float32)
+    save_image(out_dir / f"{case_name}.nii.gz", *in_file_grid(image, prob), dtype=np.float32)
     t3 = time.perf_counter()
     record = {
         "case": case_name,
-        "dice": dice(prob, mask),
+        "clicks_from": clicks_from,
+        "dice": dice(prob, mask) if mask is not None else None,
         "points": points.tolist(),
         "box": pl.box.as_array().tolist(),
         "seconds": {"load": t1 - t0, "pseudo_label": t2 - t1, "paste_and_write": t3 - t2},
     }
+    score = f"Dice {record['dice']:.3f}" if mask is not None else "no mask"
     if overlay:
         from ..pseudo.roi import crop_resample
         from ..viz import save_overlay
 
-        truth = crop_resample(mask.astype(np.float32), pl.box, order=1) >= 0.5
+        truth = crop_resample(mask.astype(np.float32), pl.box, order=1) >= 0.5 if mask is not None else None
         save_overlay(out_dir / f"{case_name}.png", pl.image, pl.probability, points=pl.points,
-                     scribble=pl.scribble, truth=truth,
-                     title=f"{case_name}: Dice {record['dice']:.3f} ({config.preset} preset)")
+                     scribble=pl.scribble, truth=truth, title=f"{case_name}: {score} ({config.preset} preset)")
     write_json(out_dir / f"{case_name}.json", record)
-    return record
-
-
-def _config_for_modality(config: PseudoLabelConfig, modality: str) -> PseudoLabelConfig:
-    # Hounsfield windows mean nothing outside CT: scale other modalities by percentiles.
-    if config.window is not None and modality.upper() != "CT":
-        return config.with_(window=None)
-    return config
+    tile = contact_tile(normalise_intensity(image.array, config.window), prob, points, f"{case_name}: {score}")
+    return record, tile
 
 
 def _stable_hash(text: str) -> int:
@@ -89,12 +97,21 @@ def _worker_init(threads: int):
         pass
 
 
-def run_pseudo_labels(dataset, label: int, out_dir, config: PseudoLabelConfig, *, workers: int | None = None,
-                      click_noise_mm: float = 0.0, seed: int = 0, cases=None, progress=None) -> dict:
-    """Pseudo labels for ``cases`` (default: all) of ``dataset``; returns the summary."""
+def run_pseudo_labels(dataset, label: int | None, out_dir, config: PseudoLabelConfig, *, workers: int | None = None,
+                      click_noise_mm: float = 0.0, seed: int = 0, cases=None, progress=None,
+                      points: dict | None = None, without_points=()) -> dict:
+    """Pseudo labels for ``cases`` (default: all) of ``dataset``; returns the summary.
+
+    With ``points`` ({case name: points file}) the clicks are the annotator's and only those
+    cases run (``without_points`` names the others, for the summary); the masks, where there
+    are any, give the Dice column only. Writes ``summary.json`` and ``contact_sheet.png``.
+    """
     out_dir = ensure_output_folder(out_dir)
     cases = list(cases if cases is not None else dataset.cases)
+    if points is not None:
+        cases = [c for c in cases if c.name in points]
     records: dict[str, dict] = {}
+    tiles: dict[str, dict] = {}
     todo = []
     for c in cases:
         done = out_dir / f"{c.name}.json"
@@ -109,48 +126,81 @@ def run_pseudo_labels(dataset, label: int, out_dir, config: PseudoLabelConfig, *
         progress(len(records), len(cases))
     workers = max(1, min(workers or (os.cpu_count() or 1), len(todo) or 1))
     args = (str(dataset.root),)
+
+    def job(name):
+        return (*args, name, label, config, out_dir, click_noise_mm, seed, True, (points or {}).get(name))
+
+    def finished(name, result):
+        records[name], tile = result
+        if tile is not None:
+            tiles[name] = tile
+        if progress is not None:
+            progress(len(records), len(cases))
+
     if workers == 1:
         for name in todo:
-            records[name] = case_pseudo_label(*args, name, label, config, out_dir, click_noise_mm, seed)
-            if progress is not None:
-                progress(len(records), len(cases))
+            finished(name, case_pseudo_label(*job(name)))
     else:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
                                  initargs=(max(1, (os.cpu_count() or 1) // workers),)) as pool:
-            futures = {pool.submit(case_pseudo_label, *args, name, label, config, out_dir, click_noise_mm, seed): name
-                       for name in todo}
+            futures = {pool.submit(case_pseudo_label, *job(name)): name for name in todo}
             for fut in as_completed(futures):
-                records[futures[fut]] = fut.result()
-                if progress is not None:
-                    progress(len(records), len(cases))
+                finished(futures[fut], fut.result())
     ordered = [records[c.name] for c in cases]
-    scored = [r for r in ordered if "dice" in r]
+    scored = [r for r in ordered if r.get("dice") is not None]
+    made = [r for r in ordered if "skipped" not in r]
     summary = {
         "dataset": str(dataset.root),
-        "label": int(label),
-        "organ": dataset.organ_name(label),
+        "label": None if label is None else int(label),
+        "organ": dataset.organ_name(label) if label is not None else None,
+        "clicks_from": "points files" if points is not None else "masks (extreme points)",
+        "cases_without_points": list(without_points),
+        "dice_rests_on": f"the masks of {len(scored)} of {len(made)} cases" if scored else "no mask",
         "config": asdict(config),
         "cases": ordered,
         "dice": summarise(r["dice"] for r in scored),
-        "seconds_per_case": summarise(r["seconds"]["pseudo_label"] for r in scored),
+        "seconds_per_case": summarise(r["seconds"]["pseudo_label"] for r in made),
     }
     write_json(out_dir / "summary.json", summary)
+    if made:
+        _contact_sheet(dataset, out_dir, made, tiles, config)
     return summary
+
+
+def _contact_sheet(dataset, out_dir: Path, made: list[dict], tiles: dict, config: PseudoLabelConfig):
+    """``contact_sheet.png``: every case's pseudo label on the slice through its clicks (cases
+    resumed from an earlier run are read back from their files)."""
+    from ..imageio import load_image
+    from ..viz import contact_tile, save_contact_sheet
+
+    window = window_for_modality(config.window, dataset.modality)
+    ordered = []
+    for r in made:
+        if r["case"] not in tiles:
+            image = dataset.load_image(dataset.case(r["case"]))
+            prob = load_image(out_dir / f"{r['case']}.nii.gz", oriented=True).array
+            score = f"Dice {r['dice']:.3f}" if r.get("dice") is not None else "no mask"
+            tiles[r["case"]] = contact_tile(normalise_intensity(image.array, window), prob, np.asarray(r["points"]),
+                                            f"{r['case']}: {score}")
+        ordered.append(tiles[r["case"]])
+    save_contact_sheet(out_dir / "contact_sheet.png", ordered, title=f"pseudo labels ({config.preset} preset)")
 
 
 def summary_table(summary: dict):
     from rich.table import Table
 
-    table = Table(title=f"pseudo labels: {summary['organ']} (label {summary['label']})")
+    organ = f"{summary['organ']} (label {summary['label']})" if summary["label"] is not None else "clicks only"
+    table = Table(title=f"pseudo labels: {organ}")
     table.add_column("case")
     table.add_column("Dice", justify="right")
     table.add_column("seconds", justify="right")
     for r in summary["cases"]:
-        if "dice" in r:
-            table.add_row(r["case"], f"{r['dice']:.3f}", f"{r['seconds']['pseudo_label']:.2f}")
+        if "skipped" not in r:
+            score = f"{r['dice']:.3f}" if r.get("dice") is not None else "no mask"
+            table.add_row(r["case"], score, f"{r['seconds']['pseudo_label']:.2f}")
         else:
             table.add_row(r["case"], "skipped", r.get("skipped", ""))
     if summary["dice"]["n"]:

@@ -11,7 +11,10 @@ from ..nifti import ensure_output_folder
 from .run import train
 
 
-def run_ablation(variants, out, make_config, *, data, label, organ, data_root=None, device="auto", log=print) -> str:
+def run_ablation(variants, out, make_config, *, data, label, organ, data_root=None, device="auto", log=print,
+                 points=None, resume: bool = True) -> str:
+    """One run per variant in ``out/<variant>`` (resumed where a run is there, with ``resume``)
+    and the table of their Dice as ``table.md`` and ``table.json``."""
     for v in variants:
         if v not in VARIANTS:
             raise InputError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
@@ -21,7 +24,7 @@ def run_ablation(variants, out, make_config, *, data, label, organ, data_root=No
     for v in variants:
         log(f"variant {v}: {VARIANT_NAMES[v]}")
         summary = train(data, label, organ, Path(out) / v, make_config(v), data_root=data_root, device=device,
-                        resume=True, log=log)
+                        resume=resume, log=log, points=points)
         if rw_init is None:
             rw_init = summary["rounds"][0]["val_dice"]
         rows.append({"variant": v, "name": VARIANT_NAMES[v], "val_dice": summary["final_val_dice"],

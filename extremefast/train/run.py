@@ -10,30 +10,43 @@ from ..data.dataset import open_dataset, train_val_split
 from ..errors import BackendUnavailable, InputError
 from ..nifti import ensure_output_folder
 from ..xp import cuda_available
-from .cases import load_cases
-from .config import TrainConfig
+from ..pseudo.pseudo_label import window_for_modality
+from .cases import load_cases, pair_points
+from .config import TrainConfig, default_config
 from .scheme import Runtime, Scheme
 
 
-def train(data: str, label: int | None, organ: str | None, out, config: TrainConfig, *, data_root=None,
-          device: str = "auto", resume: bool = False, log=print, progress=None, rank: int = 0,
-          world_size: int = 1, synthetic_cases: int = 10) -> dict:
-    """Run the scheme of ``config.variant`` on ``data`` and write the outputs in ``out``."""
+def train(data: str, label: int | None, organ: str | None, out, config: TrainConfig | None = None, *,
+          points=None, data_root=None, device: str = "auto", resume: bool = False, log=print, progress=None,
+          rank: int = 0, world_size: int = 1, synthetic_cases: int = 10) -> dict:
+    """Run the scheme of ``config.variant`` on ``data`` and write the outputs in ``out``.
+
+    ``points``: a folder of the annotator's clicks (``CASE.mrk.json`` or ``CASE.json`` per
+    scan); then no mask is needed, cases without a points file are left out (and listed),
+    and masks, where there are any, serve the Dice columns only. Without it the clicks are
+    the masks' extreme points. ``config`` None: :func:`default_config` for the device.
+    """
     out = ensure_output_folder(out)
+    dev = resolve_torch_device(device, rank)
+    if config is None:
+        config = default_config(cuda=dev.type == "cuda")
+        log(f"settings for the {'GPU' if dev.type == 'cuda' else 'CPU'}: {describe_sizes(config)}")
     ds = open_dataset(data, data_root=data_root, synthetic_cases=synthetic_cases, synthetic_seed=config.seed)
-    if label is None and organ is None and data == "synthetic":
-        organ = "spleen"
-    value = ds.resolve_label(label, organ)
-    train_cases, val_cases = train_val_split(ds, config.n_val, seed=config.seed)
+    paired, without = (None, [])
+    if points is not None:
+        paired, without = pair_points(ds, points)
+        if without:
+            log(f"{len(without)} case(s) have no points file and are left out: {', '.join(without[:8])}"
+                + (" ..." if len(without) > 8 else ""))
+    value = _organ_label(ds, label, organ, data, clicks_given=points is not None)
+    config = config.with_(selection=config.selection or ("settle" if points is not None else "masks"),
+                          window=window_for_modality(config.window, ds.modality))
+    train_cases, val_cases = train_val_split(ds, config.n_val, seed=config.seed,
+                                             cases=None if paired is None else [c for c in ds.cases if c.name in paired])
     if config.max_cases is not None:
         train_cases = train_cases[: config.max_cases]
-    if ds.modality.upper() != "CT" and config.window is not None:
-        # HU windows mean nothing for MR: percentiles normalise, and the checkpoint says so
-        config = config.with_(window=None)
-    window = config.window
-    train_data = load_cases(ds, train_cases, value, window)
-    val_data = load_cases(ds, val_cases, value, window)
-    dev = resolve_torch_device(device, rank)
+    train_data = load_cases(ds, train_cases, value, config.window, points=paired)
+    val_data = load_cases(ds, val_cases, value, config.window, points=paired)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
         if cuda_available():  # the random walker (CuPy) works on this rank's GPU too
@@ -53,7 +66,38 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
         scheme.optimizer = torch.optim.Adam(scheme.model.parameters(), lr=config.learning_rate)
     if config.compile and dev.type == "cuda":
         scheme._forward = torch.compile(scheme.model)
-    return scheme.run()
+    summary = scheme.run()
+    if points is not None and rank == 0:
+        summary = _note_clicks(out, summary, points, without)
+    return summary
+
+
+def describe_sizes(config: TrainConfig) -> str:
+    """The sizes a run uses, in one line (printed when they were chosen for the user)."""
+    return (f"crop {config.crop_size}^3, batch {config.batch_size}, up to {config.rounds} rounds of "
+            f"{config.epochs_per_round} epochs" + (f" x {config.steps_per_epoch} steps" if config.steps_per_epoch else "")
+            + f", random-walker crop {config.rw_crop_size}^3")
+
+
+def _organ_label(ds, label, organ, data, *, clicks_given: bool) -> int | None:
+    """The organ's label value; with clicks from files and no organ named, the data set's only
+    organ when it has one (its masks then give Dice), else None (no mask is used)."""
+    if label is None and organ is None:
+        if data == "synthetic":
+            organ = "spleen"
+        elif clicks_given:
+            organs = [k for k in ds.labels if k != 0]
+            return organs[0] if len(organs) == 1 else None
+    return ds.resolve_label(label, organ)
+
+
+def _note_clicks(out, summary: dict, points, without: list[str]) -> dict:
+    """Say in ``summary.json`` where the clicks came from and which cases had none."""
+    from ..jsonio import write_json
+
+    summary = dict(summary, points_folder=str(points), cases_without_points=list(without))
+    write_json(Path(out) / "summary.json", summary)
+    return summary
 
 
 def resolve_torch_device(device: str, rank: int = 0) -> torch.device:
@@ -105,7 +149,7 @@ def train_distributed(world_size: int, **kwargs) -> dict:
             dist.destroy_process_group()
     # open (and, for phantoms, write) the data once here rather than racing in every rank
     open_dataset(kwargs["data"], data_root=kwargs.get("data_root"), synthetic_cases=kwargs.get("synthetic_cases", 10),
-                 synthetic_seed=kwargs["config"].seed)
+                 synthetic_seed=(kwargs.get("config") or TrainConfig()).seed)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -4,8 +4,18 @@ Round 0 makes random-walker pseudo labels from the clicks. Each round then train
 FCN on the current pseudo labels (Dice, plus the point loss), selects the epoch on the
 pseudo labels of held-back training cases (no real mask), predicts the training cases and
 regularises the predictions with the random walker on the uncertainty band to make the
-next round's pseudo labels. The Dice against real masks of validation cases is computed
-each round for reporting and early stopping only.
+next round's pseudo labels.
+
+Which round's model is kept, and when to stop, follows ``config.selection``:
+
+* ``"masks"``: the round with the best validation Dice against real masks (stopping after
+  ``patience`` rounds without gain), as the paper evaluates;
+* ``"settle"``: no mask at all. The rounds go on until the training cases' pseudo labels
+  settle: the mean change between a round's labels and the previous round's (1 - Dice)
+  falls below ``config.settle_change``; that round's model is kept. Every summary row records
+  the change, so a run with masks also shows where this rule would have stopped.
+
+Masks, where cases have them, give the Dice columns; in ``"settle"`` mode nothing else.
 """
 from __future__ import annotations
 
@@ -81,6 +91,13 @@ class Scheme:
             raise InputError(f"need at least 2 training cases with the organ, found {len(train_cases)}")
         if not val_cases:
             raise InputError("need at least 1 validation case with the organ")
+        if config.switches["full"] and any(c.mask is None for c in train_cases):
+            missing = [c.name for c in train_cases if c.mask is None]
+            raise InputError(f"variant full trains on the masks, and {len(missing)} training case(s) have none "
+                             f"({', '.join(missing[:5])})")
+        if config.selection == "masks" and not any(c.mask is not None for c in val_cases):
+            raise InputError("selecting rounds by validation masks needs masks, and no validation case has one; "
+                             "use the mask-free rule (selection 'settle')")
         n_hold = max(1, int(round(config.held_back * len(train_cases))))
         self.held_back = train_cases[-n_hold:]
         self.fit_cases = train_cases[:-n_hold]
@@ -247,8 +264,11 @@ class Scheme:
         return out
 
     def validate(self) -> dict:
+        """Dice against the real masks of the validation cases that have one."""
         scores = []
         for case in self.val_cases:
+            if case.mask is None:
+                continue
             p, box, _ = self.predict_crop(case)
             scores.append(dice(paste_back(p, box), case.mask))
         return summarise(scores)
@@ -288,10 +308,8 @@ class Scheme:
         t0 = time.perf_counter()
         self.initial_pseudo_labels()
         if not self.rows:
-            self.rows.append({"round": 0,
-                              "pseudo_label_dice": summarise(dice(c.pseudo, c.mask) for c in self.train_cases),
-                              "val_dice": summarise(dice(c.pseudo, c.mask) for c in self.val_cases),
-                              "seconds": time.perf_counter() - t0})
+            self.rows.append({"round": 0, "pseudo_label_dice": _mask_dice(self.train_cases),
+                              "val_dice": _mask_dice(self.val_cases), "seconds": time.perf_counter() - t0})
             self.state.update(round=1, epoch=0)
             self.save_state()
             rt.log(_row_line(self.rows[-1]))
@@ -304,7 +322,7 @@ class Scheme:
                     raise DataError(f"{self.cache.folder}: pseudo labels of round {rnd - 1} missing; cannot resume")
                 case.pseudo = got[0]["pseudo"]
         max_rounds = 1 if cfg.switches["full"] else cfg.rounds
-        while self.state["round"] <= max_rounds and self.state["since_best"] < cfg.patience:
+        while self.state["round"] <= max_rounds and not self._stop():
             rnd = self.state["round"]
             t_round = time.perf_counter()
             while self.state["epoch"] < cfg.epochs_per_round * (cfg.rounds if cfg.switches["full"] else 1):
@@ -322,8 +340,9 @@ class Scheme:
             raw.load_state_dict(self.state["best_state"])
             val = self.validate()
             # the next round's pseudo labels (sharded over ranks; each writes its share)
-            refresh = {}  # the refresh's time, in the summary row of rounds that refresh
+            refresh = {}  # the refresh's time and label change, in the summary row of rounds that refresh
             if not cfg.switches["full"]:
+                previous = {c.name: c.pseudo for c in self.train_cases}
                 mine = self.train_cases[rt.rank::rt.world_size]
                 self.kept_previous = 0
                 t_refresh = time.perf_counter()
@@ -334,14 +353,18 @@ class Scheme:
                     if case.pseudo is not None:
                         self.cache.put(f"r{rnd}_{case.name}", {"pseudo": case.pseudo})
                 self._gather_pseudo(self.train_cases, rnd)
+                refresh["label_change"] = float(np.mean([1.0 - dice(c.pseudo, previous[c.name])
+                                                         for c in self.train_cases]))
             self._tensors.clear()
-            pl_dice = summarise(dice(c.mask.astype(np.float32) if cfg.switches["full"] else c.pseudo, c.mask)
-                                for c in self.train_cases)
+            pl_dice = _mask_dice(self.train_cases, use_masks=cfg.switches["full"])
             row = {"round": rnd, "pseudo_label_dice": pl_dice, "val_dice": val,
                    "selection_dice": self.state["best_select"], "kept_previous_labels": self.kept_previous,
                    "seconds": time.perf_counter() - t_round, **refresh}
             self.rows.append(row)
-            if val["mean"] > self.state["best_val"]:
+            if cfg.selection == "settle":
+                # mask-free: the latest round is the one kept
+                self.state.update(best_round=rnd, best_model=copy.deepcopy(self.state["best_state"]))
+            elif val["mean"] > self.state["best_val"]:
                 self.state.update(best_val=val["mean"], best_round=rnd, since_best=0,
                                   best_model=copy.deepcopy(self.state["best_state"]))
             else:
@@ -351,11 +374,25 @@ class Scheme:
             rt.log(_row_line(row))
         return self.finish()
 
+    def _stop(self) -> bool:
+        """Whether the rounds are over (besides the round limit), by ``config.selection``."""
+        if self.config.selection == "masks":
+            return self.state["since_best"] >= self.config.patience
+        last = self.rows[-1] if len(self.rows) > 1 else {}
+        return last.get("label_change", 1.0) < self.config.settle_change
+
     def finish(self) -> dict:
         cfg = self.config
         best = next(r for r in self.rows if r["round"] == self.state["best_round"])
+        settled = [r["round"] for r in self.rows if r.get("label_change", 1.0) < cfg.settle_change]
+        cases = self.train_cases + self.val_cases
         summary = {"variant": cfg.variant, "config": cfg.to_dict(), "rounds": self.rows,
                    "best_round": self.state["best_round"], "final_val_dice": best["val_dice"],
+                   "selection": cfg.selection,
+                   "settle_round": settled[0] if settled else None,
+                   "clicks_from": sorted({"mask" if c.clicks_from == "mask" else "points files" for c in cases}),
+                   "dice_rests_on": {"validation cases with a mask": sum(c.mask is not None for c in self.val_cases),
+                                     "training cases with a mask": sum(c.mask is not None for c in self.train_cases)},
                    "train_cases": [c.name for c in self.train_cases], "val_cases": [c.name for c in self.val_cases]}
         if self.rt.is_main:
             raw = self.model.module if hasattr(self.model, "module") else self.model
@@ -379,20 +416,31 @@ class Scheme:
                     title=f"variant {self.config.variant}")
         for case in self.val_cases[:3]:
             p, box, image = self.predict_crop(case)
-            truth = crop_resample(case.mask.astype(np.float32), box, order=1) >= 0.5
+            truth = None if case.mask is None else crop_resample(case.mask.astype(np.float32), box, order=1) >= 0.5
+            score = "no mask" if case.mask is None else f"Dice {dice(paste_back(p, box), case.mask):.3f}"
             rw0 = self.cache.get(f"r0_{case.name}")
             extra = {}
             if rw0 is not None:
                 extra["random walker (round 0)"] = crop_resample(rw0[0]["pseudo"], box, order=1)
             save_overlay(self.out / "overlays" / f"{case.name}.png", image, p, label="prediction",
                          points=box.to_crop(case.points),
-                         truth=truth, extra=extra, title=f"{case.name}: variant {self.config.variant}, "
-                         f"Dice {dice(paste_back(p, box), case.mask):.3f}")
+                         truth=truth, extra=extra, title=f"{case.name}: variant {self.config.variant}, {score}")
+
+
+def _mask_dice(cases: list[CaseData], use_masks: bool = False) -> dict:
+    """Dice of the cases' pseudo labels (or, with ``use_masks``, of the masks themselves, the
+    target of full supervision) against their masks, over the cases that have one."""
+    return summarise(dice(c.mask.astype(np.float32) if use_masks else c.pseudo, c.mask)
+                     for c in cases if c.mask is not None)
 
 
 def _row_line(row: dict) -> str:
-    return (f"round {row['round']:>2}: pseudo-label Dice {row['pseudo_label_dice']['mean']:.3f}, "
-            f"validation Dice {row['val_dice']['mean']:.3f} ({row['seconds']:.1f} s)")
+    def score(s):
+        return f"{s['mean']:.3f}" if s["n"] else "(no masks)"
+
+    change = f", label change {row['label_change']:.3f}" if "label_change" in row else ""
+    return (f"round {row['round']:>2}: pseudo-label Dice {score(row['pseudo_label_dice'])}, "
+            f"validation Dice {score(row['val_dice'])}{change} ({row['seconds']:.1f} s)")
 
 
 def _atomic_torch_save(obj, path: Path):

@@ -21,6 +21,7 @@ from ..errors import DataError, InputError
 from ..pseudo.extreme_points import check_points
 
 SPACES = ("voxel", "RAS", "LPS")
+POINTS_SUFFIXES = (".mrk.json", ".json")
 _LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
 
 
@@ -40,9 +41,36 @@ def voxel_to_world(points, affine, space: str = "RAS") -> np.ndarray:
     return world * _LPS_TO_RAS if space == "LPS" else world
 
 
-def read_points(path, affine, shape) -> np.ndarray:
+def points_file_for(folder, case: str) -> Path | None:
+    """The points file of ``case`` in ``folder``: ``case.mrk.json`` or ``case.json``, the case
+    name with or without an ``_0000`` channel suffix; None when there is none."""
+    names = [case, case[:-5]] if case.endswith("_0000") else [case]
+    candidates = [Path(folder) / f"{n}{ext}" for n in names for ext in POINTS_SUFFIXES]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def points_case_name(path) -> str:
+    """The case a points file belongs to: its name without ``.mrk.json`` or ``.json``."""
+    name = Path(path).name
+    return next(name[: -len(ext)] for ext in POINTS_SUFFIXES + ("",) if name.endswith(ext))
+
+
+def list_points_files(folder) -> list[Path]:
+    """Every points file of ``folder`` (``*.mrk.json``, ``*.json``), hidden files left out."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: points folder not found")
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.name.endswith(POINTS_SUFFIXES) and not p.name.startswith("."))
+
+
+def read_points(path, affine, shape, *, voxel_affine=None) -> np.ndarray:
     """The six clicks of a points file as (6, 3) int64 voxel indices of an image of
-    ``shape`` with ``affine``; a one-line error for anything malformed or outside."""
+    ``shape`` with ``affine``; a one-line error for anything malformed or outside.
+
+    ``voxel_affine``: the affine of the grid that voxel-space files index, where it is not
+    ``affine`` (the file's own grid, for an image read with its axes reoriented).
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: points file not found")
@@ -54,6 +82,8 @@ def read_points(path, affine, shape) -> np.ndarray:
         raw, space = _parse(doc)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
+    if space == "voxel" and voxel_affine is not None:
+        raw, space = voxel_to_world(raw, voxel_affine), "RAS"
     voxel = raw if space == "voxel" else world_to_voxel(raw, affine, space)
     try:
         return check_points(voxel, shape)
