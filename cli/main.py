@@ -25,7 +25,7 @@ console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": os.environ.get("EXTREMEFAST_DEBUG", "") not in ("", "0")}
 
-DataOpt = Annotated[str, typer.Option("--data", help="A data folder (MSD layout), a known name (msd_spleen) or 'synthetic'.")]
+DataOpt = Annotated[str, typer.Option("--data", help="A data folder (MSD layout, or with --points a plain folder of scans), a known name (msd_spleen) or 'synthetic'.")]
 DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="Where known data sets live (else $EXTREMEFAST_DATA_ROOT).")]
 LabelOpt = Annotated[Optional[int], typer.Option("--label", help="The organ's label value in the label maps.")]
 OrganOpt = Annotated[Optional[str], typer.Option("--organ", help="The organ's name as dataset.json gives it, e.g. spleen.")]

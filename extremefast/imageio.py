@@ -35,6 +35,15 @@ _LPS = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS (its own inverse)
 _ORIENTED = ("L", "P", "S")  # the voxel order of an axial DICOM series
 
 
+def _sitk():
+    """SimpleITK, with ITK's console warnings off (its errors still raise; they are reported
+    as one line naming the file)."""
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    return sitk
+
+
 def image_suffix(path) -> str | None:
     """The known image suffix of ``path`` (lower case), or None."""
     name = Path(path).name.lower()
@@ -53,7 +62,7 @@ def is_dicom_folder(path) -> bool:
     path = Path(path)
     if not path.is_dir():
         return False
-    import SimpleITK as sitk
+    sitk = _sitk()
 
     return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
 
@@ -113,7 +122,7 @@ def save_image(path, array, affine, *, dtype=None, segment_name: str | None = No
         raise InputError(f"{path}: unknown output format; name it .nii.gz, .nrrd, .seg.nrrd, .mha or .mhd")
     if suffix in (".nii", ".nii.gz"):
         return save_nifti(path, array, affine, dtype=dtype)
-    import SimpleITK as sitk
+    sitk = _sitk()
 
     array = np.asarray(array)
     if array.ndim != 3:
@@ -204,7 +213,7 @@ def in_file_grid(volume: Volume, array: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 # ---------------------------------------------------------------------------------- SimpleITK
 def _volume_from_itk(image, path: Path) -> Volume:
-    import SimpleITK as sitk
+    sitk = _sitk()
 
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise DataError(f"{path}: {image.GetNumberOfComponentsPerPixel()} values per voxel (a colour or "
@@ -226,7 +235,7 @@ def _volume_from_itk(image, path: Path) -> Volume:
 
 
 def _load_itk_file(path: Path) -> Volume:
-    import SimpleITK as sitk
+    sitk = _sitk()
 
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
@@ -239,7 +248,7 @@ def _load_itk_file(path: Path) -> Volume:
 
 
 def _load_dicom_series(folder: Path) -> Volume:
-    import SimpleITK as sitk
+    sitk = _sitk()
 
     ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not ids:
@@ -277,7 +286,7 @@ def _load_dicom_series(folder: Path) -> Volume:
 
 
 def _write_itk(image, target: Path, final: Path) -> Path:
-    import SimpleITK as sitk
+    sitk = _sitk()
 
     try:
         sitk.WriteImage(image, str(target), useCompression=True)
@@ -304,7 +313,7 @@ def write_dicom_series(folder, array, affine, *, modality: str = "CT") -> Path:
     For exchanging scans with tools that read only DICOM, and for checking that a series gives
     the same geometry as the NIfTI it came from. Intensities are stored as they are (rescale 1, 0).
     """
-    import SimpleITK as sitk
+    sitk = _sitk()
 
     array = np.asarray(array)
     if array.ndim != 3 or array.dtype.kind not in "iu":

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, InputError
-from ..pseudo.extreme_points import check_points
+from ..nifti import voxel_spacing
+from ..pseudo.extreme_points import arrange_clicks, check_points
 
 SPACES = ("voxel", "RAS", "LPS")
 POINTS_SUFFIXES = (".mrk.json", ".json")
@@ -68,6 +69,9 @@ def read_points(path, affine, shape, *, voxel_affine=None) -> np.ndarray:
     """The six clicks of a points file as (6, 3) int64 voxel indices of an image of
     ``shape`` with ``affine``; a one-line error for anything malformed or outside.
 
+    The clicks may come in any order: they are paired into opposite extreme points per
+    axis (:func:`~extremefast.pseudo.extreme_points.arrange_clicks`).
+
     ``voxel_affine``: the affine of the grid that voxel-space files index, where it is not
     ``affine`` (the file's own grid, for an image read with its axes reoriented).
     """
@@ -86,7 +90,7 @@ def read_points(path, affine, shape, *, voxel_affine=None) -> np.ndarray:
         raw, space = voxel_to_world(raw, voxel_affine), "RAS"
     voxel = raw if space == "voxel" else world_to_voxel(raw, affine, space)
     try:
-        return check_points(voxel, shape)
+        return check_points(arrange_clicks(voxel, voxel_spacing(np.asarray(affine, dtype=np.float64))), shape)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
 

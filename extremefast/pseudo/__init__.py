@@ -1,5 +1,5 @@
 """Paper steps 1-2: clicks -> crop -> scribbles -> seeds -> random-walker pseudo label."""
-from .extreme_points import check_points, extreme_points, simulate_clicks
+from .extreme_points import arrange_clicks, check_points, extreme_points, simulate_clicks
 from .geodesic import geodesic_scribbles, gradient_cost, shortest_path
 from .point_channel import point_channel
 from .pseudo_label import (PRESETS, PseudoLabel, PseudoLabelConfig, get_preset, normalise_intensity,
@@ -7,7 +7,7 @@ from .pseudo_label import (PRESETS, PseudoLabel, PseudoLabelConfig, get_preset, 
 from .roi import Box, crop_resample, paste_back, roi_box
 from .seeds import scribble_seeds, uncertainty_seeds
 
-__all__ = ["check_points", "extreme_points", "simulate_clicks", "geodesic_scribbles", "gradient_cost",
+__all__ = ["arrange_clicks", "check_points", "extreme_points", "simulate_clicks", "geodesic_scribbles", "gradient_cost",
            "shortest_path", "point_channel", "PRESETS", "PseudoLabel", "PseudoLabelConfig", "get_preset",
            "normalise_intensity", "prepare_crop", "pseudo_label_crop", "pseudo_label_from_points", "Box",
            "crop_resample", "paste_back", "roi_box", "scribble_seeds", "uncertainty_seeds"]

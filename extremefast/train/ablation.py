@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data import open_dataset
 from ..errors import InputError
 from ..jsonio import write_json
 from ..metrics import format_summary
@@ -18,6 +19,11 @@ def run_ablation(variants, out, make_config, *, data, label, organ, data_root=No
     for v in variants:
         if v not in VARIANTS:
             raise InputError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+    if "full" in variants and points is not None:
+        unlabelled = [c.name for c in open_dataset(data, data_root=data_root).cases if c.label_path is None]
+        if unlabelled:
+            raise InputError(f"variant full trains on masks, and {len(unlabelled)} case(s) have none "
+                             f"({', '.join(unlabelled[:3])}); leave full out of the variants")
     out = ensure_output_folder(out)
     rows = []
     rw_init = None

@@ -39,7 +39,10 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
             log(f"{len(without)} case(s) have no points file and are left out: {', '.join(without[:8])}"
                 + (" ..." if len(without) > 8 else ""))
     value = _organ_label(ds, label, organ, data, clicks_given=points is not None)
-    config = config.with_(selection=config.selection or ("settle" if points is not None else "masks"),
+    clicked = points is not None
+    config = config.with_(selection=config.selection or ("settle" if clicked else "masks"),
+                          click_noise_mm=(0.0 if clicked else 2.0) if config.click_noise_mm is None
+                          else config.click_noise_mm,
                           window=window_for_modality(config.window, ds.modality))
     train_cases, val_cases = train_val_split(ds, config.n_val, seed=config.seed,
                                              cases=None if paired is None else [c for c in ds.cases if c.name in paired])
