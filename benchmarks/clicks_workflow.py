@@ -28,7 +28,7 @@ from clicks_collection import make_collection
 
 import numpy as np
 
-from extremefast.imageio import image_stem, load_image, save_image, write_dicom_series
+from extremefast.imageio import image_stem, list_images, load_image, save_image, write_dicom_series
 from extremefast.jsonio import read_json, write_json
 from extremefast.metrics import format_summary
 
@@ -78,9 +78,7 @@ def _same_in_other_formats(work: Path, val: Path, clicks: Path, model: Path, ref
         _run("predict", "--checkpoint", model, "--image", image, "--points", points, "--out", pred,
              "--format", "input")
         differing = {}
-        for mask in sorted(pred.iterdir()):
-            if mask.suffix == ".json" or mask.suffix == ".png":
-                continue
+        for mask in list_images(pred):
             name = image_stem(mask)
             differing[name] = int((_world_mask(mask) != _world_mask(reference / f"{name}.nii.gz")).sum())
         out[label] = differing
