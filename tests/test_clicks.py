@@ -146,7 +146,7 @@ def test_pseudo_labels_from_nifti_nrrd_and_dicom_are_identical_in_world_space(sa
     from extremefast.data import open_dataset
     from extremefast.pseudo import get_preset
     from extremefast.pseudo.runner import run_pseudo_labels
-    from extremefast.train.cases import pair_points
+    from extremefast.data.points import pair_points
 
     folders, clicks = sarcoma_copies
     results = {}

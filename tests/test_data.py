@@ -74,7 +74,7 @@ def test_synthetic_cli_writes_dataset_that_info_reads(tmp_path, cli):
     out = tmp_path / "syn"
     code, stdout, _ = cli("data", "synthetic", "--cases", 2, "--out", out, "--seed", 3)
     assert code == 0, stdout
-    code, stdout, _ = cli("data", "info", out)
+    code, stdout, _ = cli("data", "info", "--data", out)
     assert code == 0
     assert "phantom_003_000" in stdout and "spleen" in stdout and "dataset is valid" in stdout
     ds = open_msd(out)
@@ -99,7 +99,7 @@ def test_train_val_split_is_deterministic_and_paper_sized(tmp_path):
 
 
 def test_msd_spleen_missing_says_where_to_get_it(tmp_path, cli):
-    code, _, err = cli("data", "info", "msd_spleen", "--data-root", tmp_path)
+    code, _, err = cli("data", "info", "--data", "msd_spleen", "--data-root", tmp_path)
     assert code == 1
     assert "Task09_Spleen" in err and "medicaldecathlon" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -188,7 +188,7 @@ def test_bad_dataset_gives_one_line_error(shared_data, tmp_path, cli, case):
     root = _copy_shared(shared_data, tmp_path)
     breaker, expected = BREAKERS[case]
     breaker(root)
-    code, _, err = cli("data", "info", root)
+    code, _, err = cli("data", "info", "--data", root)
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -197,7 +197,7 @@ def test_bad_dataset_gives_one_line_error(shared_data, tmp_path, cli, case):
 
 
 def test_missing_folder(cli, tmp_path):
-    code, _, err = cli("data", "info", tmp_path / "nope")
+    code, _, err = cli("data", "info", "--data", tmp_path / "nope")
     assert code == 1 and "not found" in err and len(err.strip().splitlines()) == 1
 
 
@@ -222,4 +222,4 @@ def test_debug_shows_traceback(tmp_path):
     from extremefast.cli.main import main
 
     with pytest.raises(DataError):
-        main(["--debug", "data", "info", str(tmp_path / "nope")])
+        main(["--debug", "data", "info", "--data", str(tmp_path / "nope")])

@@ -25,7 +25,7 @@ QUICK = dict(rounds=1, patience=5, epochs_per_round=6, steps_per_epoch=8, batch_
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     from extremefast.data.synthetic import write_synthetic_dataset
-    from extremefast.train.config import TrainConfig
+    from extremefast.model import TrainConfig
     from extremefast.train.run import train
 
     root = tmp_path_factory.mktemp("predict")

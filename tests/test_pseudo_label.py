@@ -228,7 +228,7 @@ def test_device_crop_matches_numpy_crop(rng, size):
     """The training crops (torch grid_sample on the model's device) equal crop_resample."""
     import torch
 
-    from extremefast.train.crops import crop_volumes
+    from extremefast.model.network import crop_volumes
 
     vol = rng.random((40, 33, 21)).astype(np.float32)
     box = roi_box(np.array([[5, 5, 3], [30, 20, 15]]), (1.0, 1.0, 2.0), vol.shape, 3, size)

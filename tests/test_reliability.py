@@ -263,7 +263,7 @@ def _cli_cases(root: Path, data: Path):
         (("points", "--labels", label, "--label", 1, "--out", root / "p.json", "--space", "IJK"), "IJK"),
         (("predict", "--checkpoint", root / "none.pt", "--image", image, "--points", root / "none.json",
           "--out", root / "m.nii.gz"), "not found"),
-        (("data", "info", root / "missing"), "not found"),
+        (("data", "info", "--data", root / "missing"), "not found"),
     ]
 
 

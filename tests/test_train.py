@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from extremefast.errors import DataError, InputError
-from extremefast.train.config import TrainConfig
+from extremefast.model import TrainConfig
 from extremefast.train.run import train
-from extremefast.train.scheme import load_checkpoint
+from extremefast.model import load_checkpoint
 
 from conftest import SMALL_PHANTOM_SHAPE, SMALL_PHANTOM_SPACING
 
@@ -34,7 +34,7 @@ def _rows(summary):
     return [{k: v for k, v in r.items() if k not in ("seconds", "refresh_seconds")} for r in summary["rounds"]]
 
 
-@pytest.mark.parametrize("variant", ["a", "b", "f", "full"])
+@pytest.mark.parametrize("variant", ["a", "b", "e", "f", "full"])
 def test_variant_runs_and_writes_outputs(phantoms, tmp_path, variant):
     out = tmp_path / variant
     summary = train(str(phantoms), None, "spleen", out, TrainConfig(variant=variant, **TINY), device="cpu", log=lambda *_: None)
@@ -61,7 +61,7 @@ def test_same_seed_gives_same_curve(phantoms, tmp_path):
 
 _SCRIPT = """
 import sys
-from extremefast.train.config import TrainConfig
+from extremefast.model import TrainConfig
 from extremefast.train.run import train
 cfg = TrainConfig(variant="d", **{tiny})
 train(sys.argv[1], None, "spleen", sys.argv[2], cfg, device="cpu", resume=True, log=lambda *_: None)
@@ -100,7 +100,7 @@ def test_killed_run_resumes_with_identical_finished_rounds(phantoms, tmp_path, m
 
 def test_two_process_gloo_run_matches_one_process(phantoms, tmp_path):
     code = f"""
-from extremefast.train.config import TrainConfig
+from extremefast.model import TrainConfig
 from extremefast.train.run import train_distributed
 cfg = TrainConfig(variant="f", **{TINY!r})
 train_distributed(2, data={str(phantoms)!r}, label=None, organ="spleen", out={str(tmp_path / 'ddp')!r}, config=cfg,

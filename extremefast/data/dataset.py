@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,7 @@ class Dataset:
     cases: list[Case]
     modality: str = "CT"
     meta: dict = field(default_factory=dict)
+    default_organ: str | None = None  # the organ meant where none is named (the phantoms' spleen)
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -90,24 +91,36 @@ class Dataset:
                             f"{case.image_path.name} (different origin, spacing or direction)")
         return label
 
+    def organ_label(self, label: int | None, organ: str | None, *, clicks_given: bool) -> int | None:
+        """The organ's label value (:meth:`resolve_label`); with clicks from files and no organ
+        named, the data set's only organ when it has one (its masks then give Dice), else None
+        (no mask is used); ``default_organ`` where the data set has one."""
+        if label is None and organ is None:
+            if self.default_organ is not None:
+                organ = self.default_organ
+            elif clicks_given:
+                organs = [k for k in self.labels if k != 0]
+                return organs[0] if len(organs) == 1 else None
+        return self.resolve_label(label, organ)
+
     def resolve_label(self, label: int | None = None, organ: str | None = None) -> int:
         """The label value of the organ: by value, or by name from ``dataset.json``."""
         if label is not None and organ is not None:
-            raise InputError("give either --label or --organ, not both")
+            raise InputError("give either a label value or an organ name, not both")
         if organ is not None:
             by_name = {v.lower(): k for k, v in self.labels.items()}
             key = organ.strip().lower()
             if key not in by_name:
                 names = ", ".join(f"{v} ({k})" for k, v in sorted(self.labels.items()) if k != 0)
-                raise InputError(f"--organ {organ!r} is not in {self.root / 'dataset.json'}; known: {names}")
+                raise InputError(f"organ {organ!r} is not in {self.root / 'dataset.json'}; known: {names}")
             return by_name[key]
         if label is None:
-            raise InputError("choose the organ with --label N or --organ NAME")
+            raise InputError("choose the organ by its label value or its name")
         if int(label) <= 0:
-            raise InputError(f"--label must be a positive label value, got {label}")
+            raise InputError(f"the label must be a positive label value, got {label}")
         if self.labels and int(label) not in self.labels:
             names = ", ".join(f"{k} ({v})" for k, v in sorted(self.labels.items()) if k != 0)
-            raise InputError(f"--label {label} is not in {self.root / 'dataset.json'}; known: {names}")
+            raise InputError(f"label {label} is not in {self.root / 'dataset.json'}; known: {names}")
         return int(label)
 
     def organ_name(self, label: int) -> str:
@@ -203,7 +216,7 @@ def open_dataset(data: str, *, data_root=None, synthetic_cases: int = 12, synthe
         from .synthetic import ensure_synthetic_dataset
 
         folder = ensure_synthetic_dataset(synthetic_cases, synthetic_seed, synthetic_dir)
-        return open_msd(folder)
+        return replace(open_msd(folder), default_organ="spleen")
     if data in KNOWN_DATASETS:
         folder_name, source = KNOWN_DATASETS[data]
         root = data_root or os.environ.get(DATA_ROOT_ENV)

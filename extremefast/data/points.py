@@ -65,6 +65,27 @@ def list_points_files(folder) -> list[Path]:
                   if p.is_file() and p.name.endswith(POINTS_SUFFIXES) and not p.name.startswith("."))
 
 
+def pair_points(dataset, points_dir) -> tuple[dict, list[str]]:
+    """({case name: points file}, names of cases without one) for the cases of ``dataset``.
+
+    A points file whose case is not in the data set is an error naming it: a click file
+    without its scan is a typo or a missing scan, never something to ignore.
+    """
+    points_dir = Path(points_dir)
+    names = {c.name for c in dataset.cases}
+    orphans = [p.name for p in list_points_files(points_dir)
+               if points_case_name(p) not in names and points_case_name(p).removesuffix("_0000") not in names]
+    if orphans:
+        raise DataError(f"{points_dir}: no scan in {dataset.root} for the points file(s) {', '.join(orphans[:5])}; "
+                        "name each points file after its scan (CASE.mrk.json beside CASE.nii.gz)")
+    found = {c.name: points_file_for(points_dir, c.name) for c in dataset.cases}
+    paired = {n: p for n, p in found.items() if p is not None}
+    if not paired:
+        raise DataError(f"{points_dir}: no points file matches a scan of {dataset.root} (expected CASE.mrk.json or "
+                        "CASE.json)")
+    return paired, sorted(n for n, p in found.items() if p is None)
+
+
 def read_points(path, affine, shape, *, voxel_affine=None) -> np.ndarray:
     """The six clicks of a points file as (6, 3) int64 voxel indices of an image of
     ``shape`` with ``affine``; a one-line error for anything malformed or outside.

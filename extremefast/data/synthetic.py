@@ -136,7 +136,7 @@ def write_synthetic_dataset(out, cases: int = 12, seed: int = 0, shape=DEFAULT_S
     from ..nifti import save_nifti
 
     if cases < 1:
-        raise InputError(f"--cases must be at least 1, got {cases}")
+        raise InputError(f"the number of cases must be at least 1, got {cases}")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out}: output folder exists and is not empty")

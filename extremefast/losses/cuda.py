@@ -1,9 +1,9 @@
-"""The CUDA point-loss op from ``csrc/`` (``extremefast::point_loss_fused``).
+"""The CUDA point-loss op from ``extremefast/csrc/`` (``extremefast::point_loss_fused``).
 
-Built by ``EXTREMEFAST_BUILD_CUDA=1 pip install .`` (as ``extremefast._point_loss_cuda``) or,
-where that was not done, compiled on first use with ``torch.utils.cpp_extension.load``
-when a CUDA device and ``nvcc`` are present. A fake implementation lets ``torch.compile``
-trace through the op.
+One way in: compiled on first use with ``torch.utils.cpp_extension.load`` (cached by PyTorch
+under ``~/.cache/torch_extensions``) where a CUDA device and ``nvcc`` are present, with
+:data:`NVCC_FLAGS`, the flags CI compiles the kernels with too. The sources ship inside the
+package. A fake implementation lets ``torch.compile`` trace through the op.
 """
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from ..errors import BackendUnavailable
 from ._fused import FusedPointLoss
 from .separable import box_operator
 
-_CSRC = Path(__file__).resolve().parents[2] / "csrc"
+_CSRC = Path(__file__).resolve().parents[1] / "csrc"
+NVCC_FLAGS = ("-O3", "--use_fast_math")
+CXX_FLAGS = ("-O3",)
 _loaded = False
 
 
@@ -36,16 +38,13 @@ def load(build: bool = True) -> bool:
     if _loaded:
         return True
     if not _op_registered():
-        try:
-            import extremefast._point_loss_cuda  # noqa: F401
-        except ImportError:
-            if not build or not can_build():
-                return False
-            from torch.utils.cpp_extension import load as jit_load
+        if not build or not can_build():
+            return False
+        from torch.utils.cpp_extension import load as jit_load
 
-            jit_load(name="extremefast_point_loss_cuda",
-                     sources=[str(_CSRC / "point_loss_op.cpp"), str(_CSRC / "point_loss_kernels.cu")],
-                     extra_cuda_cflags=["-O3", "--use_fast_math"], extra_cflags=["-O3"], verbose=False)
+        jit_load(name="extremefast_point_loss_cuda",
+                 sources=[str(_CSRC / "point_loss_op.cpp"), str(_CSRC / "point_loss_kernels.cu")],
+                 extra_cuda_cflags=list(NVCC_FLAGS), extra_cflags=list(CXX_FLAGS), verbose=False)
     if _op_registered():
         try:
             _register_fake()
@@ -62,14 +61,7 @@ def can_build() -> bool:
 def cuda_extension_available() -> bool:
     if not torch.cuda.is_available():
         return False
-    if _op_registered():
-        return True
-    try:
-        import importlib.util
-
-        return importlib.util.find_spec("extremefast._point_loss_cuda") is not None or can_build()
-    except ImportError:
-        return can_build()
+    return _op_registered() or can_build()
 
 
 def _forward_cuda(prediction, point_channel, num_filters, kernel_size):
@@ -82,6 +74,6 @@ def _forward_cuda(prediction, point_channel, num_filters, kernel_size):
 
 def point_loss_cuda(prediction, point_channel, num_filters: int = 25, kernel_size: int = 3):
     if not load():
-        raise BackendUnavailable("backend 'cuda' needs a CUDA device and the extension from csrc/ "
-                                 "(EXTREMEFAST_BUILD_CUDA=1 pip install ., or nvcc for a build on first use)")
+        raise BackendUnavailable("backend 'cuda' needs a CUDA device and nvcc (the op compiles on first use "
+                                 "from extremefast/csrc/)")
     return FusedPointLoss.apply(_forward_cuda, prediction, point_channel, num_filters, kernel_size)

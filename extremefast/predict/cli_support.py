@@ -38,7 +38,7 @@ def plan_predictions(image: Path, points: Path, out: Path, fmt: str = "nii.gz") 
             raise DataError(f"{out.parent}: output folder does not exist")
         return [(image, points, out)]
     if not points.is_dir():
-        raise DataError(f"{points}: folder mode (--image is a folder) needs a folder of points files")
+        raise DataError(f"{points}: a folder of scans needs a folder of points files")
     images = list_images(image)
     if not images:
         raise DataError(f"{image}: no scans (NIfTI, NRRD, MetaImage or DICOM-series folders)")

@@ -12,8 +12,7 @@ from ..pseudo.extreme_points import check_points
 from ..pseudo.pseudo_label import normalise_intensity
 from ..pseudo.refine import refine_probability
 from ..pseudo.roi import check_spacing, paste_back, roi_box
-from ..train.config import TrainConfig
-from ..train.scheme import build_model, load_checkpoint, network_input
+from ..model import TrainConfig, build_model, load_checkpoint, network_input, resolve_torch_device
 
 
 @dataclass
@@ -28,8 +27,6 @@ class Predictor:
     def from_checkpoint(cls, path, device: str = "cpu") -> "Predictor":
         """Load ``path`` (``model.pt`` or ``state.pt`` of a training run); a checkpoint from an
         incompatible version, a truncated or a foreign file is refused with one line."""
-        from ..train.run import resolve_torch_device
-
         ckpt = load_checkpoint(path)
         config = TrainConfig.from_dict(ckpt["config"])
         model = build_model(config)

@@ -100,6 +100,12 @@ def arrange_clicks(points, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
     return pts[order]
 
 
+def jitter_points(points: np.ndarray, spacing, sigma_mm: float, rng: np.random.Generator, shape) -> np.ndarray:
+    """Two-sided Gaussian click noise (mm) on every coordinate, kept inside the image."""
+    noise = rng.normal(0.0, 1.0, points.shape) * (float(sigma_mm) / np.asarray(spacing, dtype=np.float64))
+    return np.clip(np.rint(points + noise), 0, np.asarray(shape) - 1).astype(np.int64)
+
+
 def check_points(points, shape) -> np.ndarray:
     """Six integer voxel points inside ``shape``, as a (6, 3) int64 array, or a clear error."""
     pts = np.asarray(points)

@@ -7,7 +7,7 @@ from ..data import open_dataset
 from ..errors import InputError
 from ..jsonio import write_json
 from ..metrics import format_summary
-from .config import VARIANT_NAMES, VARIANTS
+from ..model import VARIANT_NAMES, VARIANTS
 from ..nifti import ensure_output_folder
 from .run import train
 

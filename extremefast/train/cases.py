@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.points import list_points_files, points_case_name, points_file_for, read_points
-from ..errors import DataError
+from ..data.points import read_points
 from ..imageio import file_affine
 from ..pseudo.extreme_points import extreme_points
 from ..pseudo.pseudo_label import normalise_intensity
@@ -30,27 +29,6 @@ class CaseData:
     points: np.ndarray       # the six clicks (extreme points), voxel indices
     clicks_from: str = "mask"  # "mask" or the points file they were read from
     pseudo: np.ndarray | None = None  # current pseudo label, original grid, float32
-
-
-def pair_points(dataset, points_dir) -> tuple[dict, list[str]]:
-    """({case name: points file}, names of cases without one) for the cases of ``dataset``.
-
-    A points file whose case is not in the data set is an error naming it: a click file
-    without its scan is a typo or a missing scan, never something to ignore.
-    """
-    points_dir = Path(points_dir)
-    names = {c.name for c in dataset.cases}
-    orphans = [p.name for p in list_points_files(points_dir)
-               if points_case_name(p) not in names and points_case_name(p).removesuffix("_0000") not in names]
-    if orphans:
-        raise DataError(f"{points_dir}: no scan in {dataset.root} for the points file(s) {', '.join(orphans[:5])}; "
-                        "name each points file after its scan (CASE.mrk.json beside CASE.nii.gz)")
-    found = {c.name: points_file_for(points_dir, c.name) for c in dataset.cases}
-    paired = {n: p for n, p in found.items() if p is not None}
-    if not paired:
-        raise DataError(f"{points_dir}: no points file matches a scan of {dataset.root} (expected CASE.mrk.json or "
-                        "CASE.json)")
-    return paired, sorted(n for n, p in found.items() if p is None)
 
 
 def load_cases(dataset, cases, label: int | None, window, max_cases: int | None = None,

@@ -7,12 +7,12 @@ from pathlib import Path
 import torch
 
 from ..data.dataset import open_dataset, train_val_split
-from ..errors import BackendUnavailable, InputError
+from ..data.points import pair_points
+from ..model import TrainConfig, default_config, describe_sizes, resolve_torch_device
 from ..nifti import ensure_output_folder
-from ..xp import cuda_available
 from ..pseudo.pseudo_label import window_for_modality
-from .cases import load_cases, pair_points
-from .config import TrainConfig, default_config
+from ..xp import cuda_available
+from .cases import load_cases
 from .scheme import Runtime, Scheme
 
 
@@ -38,7 +38,7 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
         if without:
             log(f"{len(without)} case(s) have no points file and are left out: {', '.join(without[:8])}"
                 + (" ..." if len(without) > 8 else ""))
-    value = _organ_label(ds, label, organ, data, clicks_given=points is not None)
+    value = ds.organ_label(label, organ, clicks_given=points is not None)
     clicked = points is not None
     config = config.with_(selection=config.selection or ("settle" if clicked else "masks"),
                           click_noise_mm=(0.0 if clicked else 2.0) if config.click_noise_mm is None
@@ -75,25 +75,6 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
     return summary
 
 
-def describe_sizes(config: TrainConfig) -> str:
-    """The sizes a run uses, in one line (printed when they were chosen for the user)."""
-    return (f"crop {config.crop_size}^3, batch {config.batch_size}, up to {config.rounds} rounds of "
-            f"{config.epochs_per_round} epochs" + (f" x {config.steps_per_epoch} steps" if config.steps_per_epoch else "")
-            + f", random-walker crop {config.rw_crop_size}^3")
-
-
-def _organ_label(ds, label, organ, data, *, clicks_given: bool) -> int | None:
-    """The organ's label value; with clicks from files and no organ named, the data set's only
-    organ when it has one (its masks then give Dice), else None (no mask is used)."""
-    if label is None and organ is None:
-        if data == "synthetic":
-            organ = "spleen"
-        elif clicks_given:
-            organs = [k for k in ds.labels if k != 0]
-            return organs[0] if len(organs) == 1 else None
-    return ds.resolve_label(label, organ)
-
-
 def _note_clicks(out, summary: dict, points, without: list[str]) -> dict:
     """Say in ``summary.json`` where the clicks came from and which cases had none."""
     from ..jsonio import write_json
@@ -101,18 +82,6 @@ def _note_clicks(out, summary: dict, points, without: list[str]) -> dict:
     summary = dict(summary, points_folder=str(points), cases_without_points=list(without))
     write_json(Path(out) / "summary.json", summary)
     return summary
-
-
-def resolve_torch_device(device: str, rank: int = 0) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise BackendUnavailable("--device cuda: no CUDA GPU is visible to PyTorch")
-        return torch.device("cuda", rank % torch.cuda.device_count())
-    if device != "cpu":
-        raise InputError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    return torch.device("cpu")
 
 
 def _worker(rank: int, world_size: int, port: int, kwargs: dict):

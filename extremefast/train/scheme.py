@@ -20,7 +20,6 @@ Masks, where cases have them, give the Dice columns; in ``"settle"`` mode nothin
 from __future__ import annotations
 
 import copy
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,21 +27,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._version import CHECKPOINT_FORMAT, __version__
 from ..data.cache import ArrayCache
 from ..errors import DataError, InputError
 from ..jsonio import write_json
 from ..losses import point_loss
 from ..losses.dice import dice_loss
 from ..metrics import dice, summarise
-from ..nn import SegResNet
+from ..model import TrainConfig, build_model, load_checkpoint, network_input, save_checkpoint, save_model, unwrap
+from ..model.network import crop_volumes
+from ..pseudo.extreme_points import jitter_points
 from ..pseudo.pseudo_label import get_preset
 from ..pseudo.refine import refine_probabilities
 from ..pseudo.roi import Box, crop_resample, paste_back, roi_box
 from ..xp import cuda_available
 from .cases import CaseData
-from .config import TrainConfig
-from .crops import crop_volumes, jitter_points, point_channel_torch
 
 
 @dataclass
@@ -60,24 +58,9 @@ class Runtime:
         return self.rank == 0
 
 
-def build_model(config: TrainConfig) -> SegResNet:
-    return SegResNet(3, config.in_channels, 1, config.init_filters, config.blocks_down, config.blocks_up,
-                     attention=config.switches["attention"])
-
-
 def canonical_box(case: CaseData, config: TrainConfig, points=None) -> Box:
     pts = case.points if points is None else points
     return roi_box(pts, case.spacing, case.image.shape, config.pad_mm, (config.crop_size,) * 3)
-
-
-def network_input(case_tensor: torch.Tensor, box: Box, points: np.ndarray, config: TrainConfig):
-    """(C, S, S, S) input crop (image[, point channel]) and the crop of the other volumes."""
-    crops = crop_volumes(case_tensor, box)
-    image = crops[:1]
-    pts = torch.as_tensor(box.to_crop(points), dtype=torch.float32, device=case_tensor.device)
-    pc = point_channel_torch(pts, box.size, config.point_sigma)[None]  # also feeds the point loss
-    x = torch.cat([image, pc], 0) if config.in_channels == 2 else image
-    return x, crops[1:], pc
 
 
 class Scheme:
@@ -210,7 +193,7 @@ class Scheme:
         box = canonical_box(case, self.config)
         x, _, _ = network_input(self._case_tensor(case), box, case.points, self.config)
         self.model.eval()
-        raw = self.model.module if hasattr(self.model, "module") else self.model
+        raw = unwrap(self.model)
         use_amp = self.config.amp and self.rt.device.type == "cuda"
         with torch.autocast(device_type=self.rt.device.type, dtype=torch.bfloat16, enabled=use_amp):
             p = raw(x[None])[0, 0].float()
@@ -274,15 +257,10 @@ class Scheme:
         return summarise(scores)
 
     # ------------------------------------------------------------------ checkpoints
-    def _checkpoint(self) -> dict:
-        raw = self.model.module if hasattr(self.model, "module") else self.model
-        return {"format": CHECKPOINT_FORMAT, "version": __version__, "config": self.config.to_dict(),
-                "model": raw.state_dict(), "optimizer": self.optimizer.state_dict(), "rows": self.rows,
-                "state": self.state}
-
     def save_state(self):
         if self.rt.is_main:
-            _atomic_torch_save(self._checkpoint(), self.out / "state.pt")
+            save_checkpoint(self.out / "state.pt", self.config, unwrap(self.model).state_dict(),
+                            optimizer=self.optimizer.state_dict(), rows=self.rows, state=self.state)
 
     def load_state(self) -> bool:
         path = self.out / "state.pt"
@@ -291,8 +269,8 @@ class Scheme:
         ckpt = load_checkpoint(path)
         if ckpt["config"].get("variant") != self.config.variant:
             raise InputError(f"{path}: the run there is variant {ckpt['config'].get('variant')!r}, not "
-                             f"{self.config.variant!r}; use another --out or the same variant")
-        raw = self.model.module if hasattr(self.model, "module") else self.model
+                             f"{self.config.variant!r}; use another output folder or the same variant")
+        raw = unwrap(self.model)
         raw.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.rows = ckpt["rows"]
@@ -329,14 +307,14 @@ class Scheme:
                 loss = self.train_epoch(rnd, self.state["epoch"])
                 score = self.selection_score()
                 if score > self.state["best_select"]:
-                    raw = self.model.module if hasattr(self.model, "module") else self.model
+                    raw = unwrap(self.model)
                     self.state["best_select"] = score
                     self.state["best_state"] = {k: v.detach().cpu().clone() for k, v in raw.state_dict().items()}
                 self.state["epoch"] += 1
                 self.save_state()
                 if rt.progress is not None:
                     rt.progress(rnd, self.state["epoch"], loss, score)
-            raw = self.model.module if hasattr(self.model, "module") else self.model
+            raw = unwrap(self.model)
             raw.load_state_dict(self.state["best_state"])
             val = self.validate()
             # the next round's pseudo labels (sharded over ranks; each writes its share)
@@ -395,13 +373,10 @@ class Scheme:
                                      "training cases with a mask": sum(c.mask is not None for c in self.train_cases)},
                    "train_cases": [c.name for c in self.train_cases], "val_cases": [c.name for c in self.val_cases]}
         if self.rt.is_main:
-            raw = self.model.module if hasattr(self.model, "module") else self.model
+            raw = unwrap(self.model)
             if self.state["best_model"] is not None:
                 raw.load_state_dict(self.state["best_model"])
-            _atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": __version__, "config": cfg.to_dict(),
-                                "model": raw.state_dict(), "best_round": self.state["best_round"],
-                                "window": cfg.window, "crop_size": cfg.crop_size, "pad_mm": cfg.pad_mm,
-                                "point_sigma": cfg.point_sigma}, self.out / "model.pt")
+            save_model(self.out / "model.pt", cfg, raw.state_dict(), self.state["best_round"])
             write_json(self.out / "summary.json", summary)
             self._figures()
         return summary
@@ -441,30 +416,3 @@ def _row_line(row: dict) -> str:
     change = f", label change {row['label_change']:.3f}" if "label_change" in row else ""
     return (f"round {row['round']:>2}: pseudo-label Dice {score(row['pseudo_label_dice'])}, "
             f"validation Dice {score(row['val_dice'])}{change} ({row['seconds']:.1f} s)")
-
-
-def _atomic_torch_save(obj, path: Path):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"{path}: could not write checkpoint ({exc.strerror or exc})") from None
-
-
-def load_checkpoint(path) -> dict:
-    """A checkpoint written by this version's format, or a one-line error saying why not."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated zip, foreign pickle, ...
-        raise DataError(f"{path}: not a readable extremefast checkpoint ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict) or "format" not in ckpt or "config" not in ckpt:
-        raise DataError(f"{path}: not an extremefast checkpoint")
-    if ckpt["format"] != CHECKPOINT_FORMAT:
-        raise DataError(f"{path}: checkpoint format {ckpt['format']} (extremefast {ckpt.get('version', '?')}) is "
-                        f"incompatible with this version's format {CHECKPOINT_FORMAT} (extremefast {__version__})")
-    return ckpt

@@ -80,7 +80,7 @@ class TrainConfig:
         if self.variant not in VARIANTS:
             raise InputError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
         if self.rounds < 1:
-            raise InputError(f"--rounds must be at least 1, got {self.rounds}")
+            raise InputError(f"rounds must be at least 1, got {self.rounds}")
         if self.crop_size < 16 or self.crop_size % 8:
             raise InputError(f"crop size must be a multiple of 8 and >= 16, got {self.crop_size}")
         if self.selection is not None and self.selection not in SELECTIONS:
@@ -131,3 +131,10 @@ def cpu_defaults(config: TrainConfig) -> TrainConfig:
     ct_sarcoma's 19 training cases in 4)."""
     return config.with_(rounds=5, patience=2, epochs_per_round=10, steps_per_epoch=20, batch_size=2, crop_size=48, rw_crop_size=96,
                         point_loss_filters=6, point_sigma=1.5, amp=False)
+
+
+def describe_sizes(config: TrainConfig) -> str:
+    """The sizes a run uses, in one line (printed when they were chosen for the user)."""
+    return (f"crop {config.crop_size}^3, batch {config.batch_size}, up to {config.rounds} rounds of "
+            f"{config.epochs_per_round} epochs" + (f" x {config.steps_per_epoch} steps" if config.steps_per_epoch else "")
+            + f", random-walker crop {config.rw_crop_size}^3")

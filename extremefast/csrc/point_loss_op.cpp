@@ -1,6 +1,6 @@
 // Registers extremefast::point_loss_fused(prediction, point_channel, m0, m1, m2, half_band)
 // -> (loss, grad) as a torch op. The fake (meta) implementation is registered in Python
-// (extremefast/point_loss/cuda.py) so that torch.compile can trace through the op.
+// (extremefast/losses/cuda.py) so that torch.compile can trace through the op.
 #include <ATen/cuda/CUDAContext.h>
 #include <torch/extension.h>
 

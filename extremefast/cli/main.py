@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,7 +24,48 @@ data_app = typer.Typer(no_args_is_help=True, help="Create, inspect and validate 
 app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
-_state = {"debug": os.environ.get("EXTREMEFAST_DEBUG", "") not in ("", "0")}
+_state = {"debug": False}
+
+
+def _debug_requested(argv) -> bool:
+    """The one rule for debug mode: ``--debug`` anywhere, or EXTREMEFAST_DEBUG set (not 0)."""
+    return "--debug" in argv or os.environ.get("EXTREMEFAST_DEBUG", "") not in ("", "0")
+
+
+class Variant(str, Enum):
+    a = "a"
+    b = "b"
+    c = "c"
+    d = "d"
+    e = "e"
+    f = "f"
+    full = "full"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Preset(str, Enum):
+    default = "default"
+    paper = "paper"
+
+
+class Space(str, Enum):
+    voxel = "voxel"
+    RAS = "RAS"
+    LPS = "LPS"
+
+
+class OutputFormat(str, Enum):
+    nii_gz = "nii.gz"
+    nii = "nii"
+    nrrd = "nrrd"
+    seg_nrrd = "seg.nrrd"
+    mha = "mha"
+    input = "input"
 
 DataOpt = Annotated[str, typer.Option("--data", help="A data folder (MSD layout, or with --points a plain folder of scans), a known name (msd_spleen) or 'synthetic'.")]
 DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="Where known data sets live (else $EXTREMEFAST_DATA_ROOT).")]
@@ -64,7 +106,7 @@ def env():
 @data_app.command("synthetic")
 def data_synthetic(
     out: Annotated[Path, typer.Option("--out", help="Folder to create (MSD layout).")],
-    cases: Annotated[int, typer.Option("--cases", help="How many phantoms.")] = 12,
+    cases: Annotated[int, typer.Option("--cases", min=1, help="How many phantoms.")] = 12,
     seed: Annotated[int, typer.Option("--seed", help="Picks the phantoms; the same seed gives the same files.")] = 0,
 ):
     """Write deterministic CT-like abdominal phantoms as an MSD-layout data set."""
@@ -80,7 +122,7 @@ def data_synthetic(
 
 @data_app.command("info")
 def data_info(
-    data: Annotated[str, typer.Argument(help="A data folder, a known name or 'synthetic'.")],
+    data: DataOpt,
     data_root: DataRootOpt = None,
 ):
     """List the cases, shapes, spacings and voxels per label; fails on any unreadable case."""
@@ -109,10 +151,10 @@ def pseudo_label(
     label: LabelOpt = None,
     organ: OrganOpt = None,
     data_root: DataRootOpt = None,
-    preset: Annotated[str, typer.Option("--preset", help="'default' (measured best) or 'paper' (the paper's settings).")] = "default",
-    crop_size: Annotated[int, typer.Option("--crop-size", help="Crop edge in voxels (the paper: 128).")] = 128,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Parallel cases (default: one per core).")] = None,
-    click_noise: Annotated[float, typer.Option("--click-noise", help="Simulated click noise, mm (0: exact extreme points).")] = 0.0,
+    preset: Annotated[Preset, typer.Option("--preset", help="'default' (measured best) or 'paper' (the paper's settings).")] = Preset.default,
+    crop_size: Annotated[int, typer.Option("--crop-size", min=16, help="Crop edge in voxels (the paper: 128).")] = 128,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Parallel cases (default: one per core).")] = None,
+    click_noise: Annotated[float, typer.Option("--click-noise", min=0.0, help="Simulated click noise, mm (0: exact extreme points).")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the click noise.")] = 0,
     points: ClicksOpt = None,
 ):
@@ -123,15 +165,14 @@ def pseudo_label(
     from extremefast.data import open_dataset
     from extremefast.pseudo import get_preset
     from extremefast.pseudo.runner import run_pseudo_labels, summary_table
-    from extremefast.train.cases import pair_points
-    from extremefast.train.run import _organ_label
+    from extremefast.data.points import pair_points
 
     ds = open_dataset(data, data_root=data_root)
     paired, without = pair_points(ds, points) if points is not None else (None, [])
-    value = _organ_label(ds, label, organ, data, clicks_given=points is not None)
+    value = ds.organ_label(label, organ, clicks_given=points is not None)
     if without:
         console.print(f"{len(without)} case(s) have no points file and are left out: {', '.join(without[:8])}")
-    config = get_preset(preset, crop_size=(crop_size,) * 3)
+    config = get_preset(preset.value, crop_size=(crop_size,) * 3)
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("pseudo labels", total=len(ds))
         summary = run_pseudo_labels(ds, value, out, config, workers=workers, click_noise_mm=click_noise, seed=seed,
@@ -149,7 +190,7 @@ def _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_,
                   select_on_masks=False):
     import torch
 
-    from extremefast.train.config import default_config
+    from extremefast.model import default_config
 
     cuda = device != "cpu" and torch.cuda.is_available()
     config = default_config(variant, cuda=cuda, seed=seed)
@@ -161,14 +202,14 @@ def _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_,
     return config.with_(**overrides)
 
 
-RoundsOpt = Annotated[Optional[int], typer.Option("--rounds", help="Most rounds of train + refresh (the paper: 20).")]
-EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Epochs per round.")]
-CropOpt = Annotated[Optional[int], typer.Option("--crop-size", help="Network crop edge in voxels (the paper: 128).")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Crops per step (the paper: 4).")]
+RoundsOpt = Annotated[Optional[int], typer.Option("--rounds", min=1, help="Most rounds of train + refresh (the paper: 20).")]
+EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs per round.")]
+CropOpt = Annotated[Optional[int], typer.Option("--crop-size", min=16, help="Network crop edge in voxels (the paper: 128).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Crops per step (the paper: 4).")]
 AmpOpt = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")]
 CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the network on CUDA.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the split, the click noise and the initialisation.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="'auto', 'cpu' or 'cuda'.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run: a GPU when one is visible (auto), or as named.")]
 AlphaOpt = Annotated[Optional[float], typer.Option("--point-loss-weight", help="alpha of L = Dice + alpha L_points.")]
 
 
@@ -178,18 +219,18 @@ def train(
     data: DataOpt = "synthetic",
     label: LabelOpt = None,
     organ: OrganOpt = None,
-    variant: Annotated[str, typer.Option("--variant", help="a, b, c, d, e, f (the paper's Table 1) or full.")] = "f",
+    variant: Annotated[Variant, typer.Option("--variant", help="The paper's Table 1 variants, or full supervision.")] = Variant.f,
     rounds: RoundsOpt = None,
     epochs: EpochsOpt = None,
     crop_size: CropOpt = None,
     batch_size: BatchOpt = None,
-    gpus: Annotated[int, typer.Option("--gpus", help="Processes with DistributedDataParallel (NCCL on GPUs; gloo and CPU processes where no GPU is visible).")] = 1,
+    gpus: Annotated[int, typer.Option("--gpus", min=1, help="Processes with DistributedDataParallel (NCCL on GPUs; gloo and CPU processes where no GPU is visible).")] = 1,
     amp: AmpOpt = None,
     compile_: CompileOpt = None,
     point_loss_weight: AlphaOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")] = False,
     seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = Device.auto,
     data_root: DataRootOpt = None,
     points: ClicksOpt = None,
     select_on_masks: SelectOpt = False,
@@ -197,16 +238,16 @@ def train(
     """The iterative weakly supervised scheme: random-walker init, then rounds of training and refresh."""
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from extremefast.train.run import describe_sizes, train_distributed
+    from extremefast.model import describe_sizes
+    from extremefast.train.run import train_distributed
     from extremefast.train.run import train as run_train
 
-    config = _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed,
+    device = device.value
+    config = _train_config(variant.value, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed,
                            point_loss_weight, select_on_masks)
     console.print(f"settings: {describe_sizes(config)}", highlight=False)
     kwargs = dict(data=data, label=label, organ=organ, out=out, config=config, data_root=data_root, device=device,
                   resume=resume, points=points)
-    if gpus < 1:
-        raise ExtremefastError(f"--gpus must be >= 1, got {gpus}")
     if gpus > 1 or "WORLD_SIZE" in os.environ:
         summary = train_distributed(gpus, log=console.print, **kwargs)
     else:
@@ -238,7 +279,7 @@ def ablation(
     crop_size: CropOpt = None,
     batch_size: BatchOpt = None,
     seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = Device.auto,
     data_root: DataRootOpt = None,
     points: ClicksOpt = None,
     select_on_masks: SelectOpt = False,
@@ -250,8 +291,9 @@ def ablation(
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
     table = run_ablation(names, out, lambda v: _train_config(v, rounds, epochs, crop_size, batch_size, None, None,
-                                                             device, seed, None, select_on_masks),
-                         data=data, label=label, organ=organ, data_root=data_root, device=device, log=console.print,
+                                                             device.value, seed, None, select_on_masks),
+                         data=data, label=label, organ=organ, data_root=data_root, device=device.value,
+                         log=console.print,
                          points=points, resume=resume)
     console.print(table)
 
@@ -265,12 +307,12 @@ def predict(
                                                           "or a folder holding <scan name>.json / .mrk.json.")],
     out: Annotated[Path, typer.Option("--out", help="Output file (its name picks the format: .nii.gz, .nrrd, "
                                                     ".seg.nrrd for 3D Slicer, .mha), or a folder in folder mode.")],
-    fmt: Annotated[str, typer.Option("--format", help="Folder mode: output format, nii.gz, nii, nrrd, seg.nrrd, mha "
-                                                      "or input (the scan's own; NIfTI for DICOM).")] = "nii.gz",
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Folder mode: the outputs' format ('input': the scan's "
+                                                               "own; NIfTI for DICOM).")] = OutputFormat.nii_gz,
     refine: Annotated[bool, typer.Option("--refine", help="Regularise with the random walker on the uncertainty band.")] = False,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Write float probabilities instead of a 0/1 mask.")] = False,
     organ: Annotated[str, typer.Option("--organ", help="The segment's name in .seg.nrrd outputs.")] = "organ",
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOpt = Device.auto,
 ):
     """Segment new scans from six clicks; each result lies on its scan's grid (shape and geometry)."""
     from rich.progress import Progress
@@ -278,8 +320,8 @@ def predict(
     from extremefast.predict import Predictor
     from extremefast.predict.cli_support import plan_predictions, run_predictions
 
-    jobs = plan_predictions(image, points, out, fmt)
-    predictor = Predictor.from_checkpoint(checkpoint, device)
+    jobs = plan_predictions(image, points, out, fmt.value)
+    predictor = Predictor.from_checkpoint(checkpoint, device.value)
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("predict", total=len(jobs))
 
@@ -319,7 +361,7 @@ def points(
     labels: Annotated[Path, typer.Option("--labels", help="A label map (NIfTI, NRRD, .seg.nrrd, MetaImage) holding the organ.")],
     label: Annotated[int, typer.Option("--label", help="The organ's label value.")],
     out: Annotated[Path, typer.Option("--out", help="The points file to write.")],
-    space: Annotated[str, typer.Option("--space", help="voxel, RAS or LPS.")] = "RAS",
+    space: Annotated[Space, typer.Option("--space", help="The coordinates of the file: voxel indices or world mm.")] = Space.RAS,
     slicer: Annotated[bool, typer.Option("--slicer", help="Write a 3D Slicer markups file (.mrk.json).")] = False,
 ):
     """Write a mask's six extreme points as a points file (to try `predict` on labelled scans)."""
@@ -332,14 +374,14 @@ def points(
     mask = volume.array == label
     if not mask.any():
         raise InputError(f"{labels}: label {label} is absent")
-    write_points(out, extreme_points(mask), volume.affine, space, slicer=slicer)
+    write_points(out, extreme_points(mask), volume.affine, space.value, slicer=slicer)
     console.print(f"wrote {out}")
 
 
 def main(argv=None) -> int:
     """Run the command line; returns the exit code (0, 1 for known errors, 2 for usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    _state["debug"] = "--debug" in argv or os.environ.get("EXTREMEFAST_DEBUG", "") not in ("", "0")
+    _state["debug"] = _debug_requested(argv)
     try:
         app(args=argv, prog_name="extremefast")
     except SystemExit as exc:  # the command line's own exit (success, --help, usage errors)
@@ -361,11 +403,3 @@ def main(argv=None) -> int:
                           soft_wrap=True)
         return 1
     return 0
-
-
-def entry() -> None:
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    entry()

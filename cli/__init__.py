@@ -1,1 +1,0 @@
-"""The ``extremefast`` command line (installed as the package ``extremefast.cli``)."""

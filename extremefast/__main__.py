@@ -1,0 +1,4 @@
+"""``python -m extremefast``: the command line."""
+from .cli import entry
+
+entry()

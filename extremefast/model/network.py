@@ -1,0 +1,82 @@
+"""The network as training and prediction share it: built from a configuration, fed the
+same input crop (image and point channel) on the device the model runs on.
+
+The crop geometry is that of :mod:`extremefast.pseudo.roi`: crop voxel c along an axis
+sits at original coordinate ``start - 0.5 + (c + 0.5) * zoom``; trilinear sampling with
+border clamping matches ``crop_resample(order=1)``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import BackendUnavailable, InputError
+from ..nn import SegResNet
+from ..pseudo.roi import Box
+from .config import TrainConfig
+
+
+def build_model(config: TrainConfig) -> SegResNet:
+    """The SegResNet that ``config`` describes (input channels, widths, attention of its variant)."""
+    return SegResNet(3, config.in_channels, 1, config.init_filters, config.blocks_down, config.blocks_up,
+                     attention=config.switches["attention"])
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The network itself, under a DistributedDataParallel wrapper or not."""
+    return model.module if hasattr(model, "module") else model
+
+
+def network_input(case_tensor: torch.Tensor, box: Box, points: np.ndarray, config: TrainConfig):
+    """(C, S, S, S) input crop (image[, point channel]), the crop of the other volumes, and the
+    point channel (which also feeds the point loss)."""
+    crops = crop_volumes(case_tensor, box)
+    image = crops[:1]
+    pts = torch.as_tensor(box.to_crop(points), dtype=torch.float32, device=case_tensor.device)
+    pc = point_channel_torch(pts, box.size, config.point_sigma)[None]
+    x = torch.cat([image, pc], 0) if config.in_channels == 2 else image
+    return x, crops[1:], pc
+
+
+def resolve_torch_device(device: str, rank: int = 0) -> torch.device:
+    """``"auto"`` (a GPU where PyTorch sees one), ``"cpu"`` or ``"cuda"`` (rank ``rank``'s GPU)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("device 'cuda': no CUDA GPU is visible to PyTorch")
+        return torch.device("cuda", rank % torch.cuda.device_count())
+    if device != "cpu":
+        raise InputError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    return torch.device("cpu")
+
+
+def sampling_grid(box: Box, device, dtype=torch.float32) -> torch.Tensor:
+    """(1, S0, S1, S2, 3) grid for ``grid_sample`` with align_corners=True."""
+    axes = []
+    for a in range(3):
+        c = torch.arange(box.size[a], device=device, dtype=torch.float64)
+        x = box.start[a] - 0.5 + (c + 0.5) * (box.stop[a] - box.start[a]) / box.size[a]
+        n = box.image_shape[a]
+        axes.append((2.0 * x / max(n - 1, 1) - 1.0).to(dtype))
+    g0, g1, g2 = torch.meshgrid(*axes, indexing="ij")
+    # grid_sample's last dimension is (W, H, D) = (axis 2, axis 1, axis 0)
+    return torch.stack([g2, g1, g0], dim=-1)[None]
+
+
+def crop_volumes(volumes: torch.Tensor, box: Box) -> torch.Tensor:
+    """Crop and resample (C, X, Y, Z) volumes to (C, *box.size)."""
+    grid = sampling_grid(box, volumes.device, volumes.dtype)
+    return F.grid_sample(volumes[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+
+
+def point_channel_torch(points_crop: torch.Tensor, size, sigma: float) -> torch.Tensor:
+    """Gaussians (unit peak, sum clipped to 1) at (6, 3) crop-space points -> (S0, S1, S2)."""
+    dev = points_crop.device
+    out = torch.zeros(tuple(size), device=dev)
+    grids = [torch.arange(n, device=dev, dtype=torch.float32) for n in size]
+    for p in points_crop:
+        g = [torch.exp(-0.5 * ((grids[a] - p[a]) / sigma) ** 2) for a in range(3)]
+        out += g[0][:, None, None] * g[1][None, :, None] * g[2][None, None, :]
+    return out.clamp_(max=1.0)

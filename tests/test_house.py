@@ -1,0 +1,78 @@
+"""How the package is put together: what each kind of user installs and imports, and the entry points."""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+HEAVY = ("torch", "matplotlib", "h5py", "typer", "rich", "nibabel", "SimpleITK", "pyamg")
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_random_walker_and_pseudo_labels_import_none_of_the_extras():
+    """A pipeline that imports the drop-in random walker (or the pseudo labels on arrays) loads
+    neither torch nor the command line's, plotting, cache or file-format libraries."""
+    proc = _python(
+        "import json, sys, numpy as np\n"
+        "from extremefast import random_walker\n"
+        "from extremefast.pseudo import pseudo_label_from_points, get_preset\n"
+        "data = np.random.default_rng(0).random((20, 20, 20)).astype(np.float32)\n"
+        "seeds = np.zeros(data.shape, np.int32); seeds[2, 2, 2] = 1; seeds[17, 17, 17] = 2\n"
+        "random_walker(data, seeds, beta=90)\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_prediction_does_not_import_the_trainer():
+    for path in sorted((REPO / "extremefast" / "predict").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not (node.level and node.module.split(".")[0] == "train"), f"{path.name} imports {node.module}"
+                assert not node.module.startswith("extremefast.train"), f"{path.name} imports {node.module}"
+    proc = _python("import sys; import extremefast.predict; print(any(m.startswith('extremefast.train') "
+                   "for m in sys.modules))")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
+def test_python_dash_m_runs_the_command_line():
+    proc = subprocess.run([sys.executable, "-m", "extremefast", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "pseudo-label" in proc.stdout and "train" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("train", "--variant", "z", "--out", "x"), "'z' is not one of"),
+    (("train", "--rounds", "0", "--out", "x"), "greater than or equal to 1"),
+    (("train", "--device", "tpu", "--out", "x"), "'tpu' is not one of"),
+    (("points", "--labels", "l.nii.gz", "--label", "1", "--out", "p.json", "--space", "xyz"), "'xyz' is not one of"),
+])
+def test_command_line_checks_choices_and_bounds(cli, args, message):
+    code, out, err = cli(*args)
+    assert code == 2 and message in " ".join((out + err).split())
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_cuda_sources_and_the_command_line(tmp_path):
+    """The wheel holds what first use needs: the CUDA sources the op compiles from, and the CLI."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    wheel = next(tmp_path.glob("extremefast-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("extremefast/csrc/point_loss_kernels.cu", "extremefast/csrc/point_loss_op.cpp",
+                   "extremefast/cli/main.py", "extremefast/__main__.py", "extremefast/model/checkpoint.py"):
+        assert needed in names, needed
+    assert not any(n.startswith(("tests/", "benchmarks/", "cli/")) for n in names)
