@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from extremefast.xp import cuda_available
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EXTREMEFAST_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -16,6 +18,10 @@ try:
     TORCH_DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 except ImportError:  # pragma: no cover
     TORCH_DEVICES = ["cpu"]
+# the array module's devices (numpy; CuPy where a GPU is visible) and the float types the
+# random walker and its kernels accept
+ARRAY_DEVICES = ["cpu"] + (["cuda"] if cuda_available() else [])
+FLOAT_DTYPES = [np.float32, np.float64]
 
 SMALL_PHANTOM_SHAPE = (112, 96, 28)
 SMALL_PHANTOM_SPACING = (1.6, 1.6, 5.0)

@@ -4,14 +4,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from extremefast.data.points import read_points, write_points
 from extremefast.errors import DataError, InputError
-from extremefast.imageio import (file_affine, in_file_grid, list_images, load_image, orient, save_image,
+from extremefast.imageio import (file_affine, in_file_grid, list_images, load_image, save_image,
                                  write_dicom_series)
 from extremefast.pseudo import extreme_points
 

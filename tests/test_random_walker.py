@@ -12,11 +12,13 @@ from extremefast import random_walker
 from extremefast.errors import InputError
 from extremefast.random_walk import random_walker_batch, segmentation
 from extremefast.random_walk import _seeds as seeds_mod
-from extremefast.random_walk._cg import BREAKDOWN, ArraySteps, BatchedSteps, JacobiSystem, conjugate_gradient
+from extremefast.random_walk._cg import BREAKDOWN, BatchedSteps, JacobiSystem, conjugate_gradient
 from extremefast.random_walk._kernels import ell_matvec_plain
 from extremefast.random_walk._laplacian import assemble_cpu, build_unknown_system, edge_weights, stack_systems
 from extremefast.random_walk._redblack import RedBlackSystem
 from extremefast.xp import array_module
+
+from conftest import ARRAY_DEVICES, FLOAT_DTYPES
 
 
 def _plain_jacobi_cg(csr, b, tol, maxiter):
@@ -228,7 +230,17 @@ def test_red_black_schur_complement_matches_dense_reference(rng, shape, negative
     np.testing.assert_allclose(x_warm, x, atol=1e-8)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("device", ARRAY_DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_every_device_and_float_type_gives_the_direct_solves_answer(rng, device, dtype):
+    data, labels = _problem(rng, (20, 18, 16))
+    exact = random_walker(data.astype(np.float64), labels, beta=60, mode="bf", return_full_prob=True)
+    got = random_walker(data.astype(dtype), labels, beta=60, tol=1e-6, mode="rb", return_full_prob=True,
+                        device=device)
+    np.testing.assert_allclose(got, exact, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_red_black_split_is_the_same_compiled_or_as_array_operations(rng, dtype):
     """The GPU's split (array operations, run here on numpy) gives the compiled split's
     arrays, and its solve the compiled solve's answer."""
@@ -268,7 +280,7 @@ def test_default_solve_is_closer_to_the_exact_answer_than_jacobi_cg():
 
 
 @pytest.mark.parametrize("shape,channels", [((13, 11, 9), 1), ((1, 15, 16), 1), ((12, 10, 8), 2), ((9, 1, 7), 3)])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_compiled_assembly_matches_array_module_assembly(rng, shape, channels, dtype):
 
     am = array_module("cpu")

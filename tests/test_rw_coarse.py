@@ -16,6 +16,8 @@ from extremefast.random_walk.segmentation import _prepare
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import _real_problems as rp  # noqa: E402
 
+from conftest import FLOAT_DTYPES
+
 
 def _system(rng, shape, beta=4000.0, dtype=np.float64, inactive=0.0):
     """A walled-off system: a piecewise-constant image with noise at high beta gives
@@ -43,7 +45,7 @@ def test_strong_components_match_scipy(rng, shape, inactive, theta):
     np.testing.assert_array_equal(comp, ref)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_coarse_matrix_matches_galerkin_product(rng, dtype):
     A, _ = _system(rng, (10, 8, 9), dtype=dtype, inactive=0.05)
     comp, size = strong_components(A.cols, A.vals, THETA)
@@ -55,7 +57,7 @@ def test_coarse_matrix_matches_galerkin_product(rng, dtype):
     np.testing.assert_allclose(dense, coarse_matrix_plain(A, comp, size), rtol=1e-6, atol=1e-12)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_residual_compiled_equals_array_operations_and_csr(rng, dtype):
     A, rhs = _system(rng, (9, 7, 6), dtype=dtype)
     x = rng.random(A.shape[0])

@@ -9,7 +9,6 @@ The clicks come from one of two places (:func:`load_cases`):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 

@@ -61,15 +61,7 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(config.seed)
     rt = Runtime(dev, rank, world_size, log=log if rank == 0 else (lambda *_: None), progress=progress)
-    scheme = Scheme(config, train_data, val_data, out, rt, resume=resume)
-    if world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        scheme.model = DDP(scheme.model, device_ids=[dev.index] if dev.type == "cuda" else None)
-        scheme.optimizer = torch.optim.Adam(scheme.model.parameters(), lr=config.learning_rate)
-    if config.compile and dev.type == "cuda":
-        scheme._forward = torch.compile(scheme.model)
-    summary = scheme.run()
+    summary = Scheme(config, train_data, val_data, out, rt, resume=resume).run()
     if points is not None and rank == 0:
         summary = _note_clicks(out, summary, points, without)
     return summary

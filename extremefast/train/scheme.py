@@ -38,9 +38,10 @@ from ..model.network import crop_volumes
 from ..pseudo.extreme_points import jitter_points
 from ..pseudo.pseudo_label import get_preset
 from ..pseudo.refine import refine_probabilities
-from ..pseudo.roi import Box, crop_resample, paste_back, roi_box
+from ..pseudo.roi import Box, paste_back, roi_box
 from ..xp import cuda_available
 from .cases import CaseData
+from .report import mask_dice, row_line, run_summary, save_figures
 
 
 @dataclass
@@ -86,6 +87,14 @@ class Scheme:
         self.fit_cases = train_cases[:-n_hold]
         self.cache = ArrayCache(self.out / "cache")
         self.model = build_model(config).to(runtime.device)
+        if runtime.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            dev = runtime.device
+            self.model = DDP(self.model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        # the training forward pass: compiled on CUDA where asked, else the model itself
+        self._forward = (torch.compile(self.model) if config.compile and runtime.device.type == "cuda"
+                         else self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
         self.rows: list[dict] = []
         self.state = {"round": 0, "epoch": 0, "best_select": -1.0, "best_state": None, "best_val": -1.0,
@@ -168,9 +177,6 @@ class Scheme:
         if cfg.switches["point_loss"]:
             loss = loss + cfg.point_loss_weight * point_loss(p, pc, num_filters=cfg.point_loss_filters, validate=False)
         return loss
-
-    def _forward(self, x):
-        return self.model(x)
 
     def train_epoch(self, rnd: int, epoch: int) -> float:
         cfg = self.config
@@ -286,11 +292,11 @@ class Scheme:
         t0 = time.perf_counter()
         self.initial_pseudo_labels()
         if not self.rows:
-            self.rows.append({"round": 0, "pseudo_label_dice": _mask_dice(self.train_cases),
-                              "val_dice": _mask_dice(self.val_cases), "seconds": time.perf_counter() - t0})
+            self.rows.append({"round": 0, "pseudo_label_dice": mask_dice(self.train_cases),
+                              "val_dice": mask_dice(self.val_cases), "seconds": time.perf_counter() - t0})
             self.state.update(round=1, epoch=0)
             self.save_state()
-            rt.log(_row_line(self.rows[-1]))
+            rt.log(row_line(self.rows[-1]))
         # pseudo labels of the round being trained come from the cache of the previous round
         rnd = self.state["round"]
         if rnd > 1 and not cfg.switches["full"]:
@@ -334,7 +340,7 @@ class Scheme:
                 refresh["label_change"] = float(np.mean([1.0 - dice(c.pseudo, previous[c.name])
                                                          for c in self.train_cases]))
             self._tensors.clear()
-            pl_dice = _mask_dice(self.train_cases, use_masks=cfg.switches["full"])
+            pl_dice = mask_dice(self.train_cases, use_masks=cfg.switches["full"])
             row = {"round": rnd, "pseudo_label_dice": pl_dice, "val_dice": val,
                    "selection_dice": self.state["best_select"], "kept_previous_labels": self.kept_previous,
                    "seconds": time.perf_counter() - t_round, **refresh}
@@ -349,7 +355,7 @@ class Scheme:
                 self.state["since_best"] += 1
             self.state.update(round=rnd + 1, epoch=0, best_select=-1.0)
             self.save_state()
-            rt.log(_row_line(row))
+            rt.log(row_line(row))
         return self.finish()
 
     def _stop(self) -> bool:
@@ -361,58 +367,12 @@ class Scheme:
 
     def finish(self) -> dict:
         cfg = self.config
-        best = next(r for r in self.rows if r["round"] == self.state["best_round"])
-        settled = [r["round"] for r in self.rows if r.get("label_change", 1.0) < cfg.settle_change]
-        cases = self.train_cases + self.val_cases
-        summary = {"variant": cfg.variant, "config": cfg.to_dict(), "rounds": self.rows,
-                   "best_round": self.state["best_round"], "final_val_dice": best["val_dice"],
-                   "selection": cfg.selection,
-                   "settle_round": settled[0] if settled else None,
-                   "clicks_from": sorted({"mask" if c.clicks_from == "mask" else "points files" for c in cases}),
-                   "dice_rests_on": {"validation cases with a mask": sum(c.mask is not None for c in self.val_cases),
-                                     "training cases with a mask": sum(c.mask is not None for c in self.train_cases)},
-                   "train_cases": [c.name for c in self.train_cases], "val_cases": [c.name for c in self.val_cases]}
+        summary = run_summary(cfg, self.rows, self.state["best_round"], self.train_cases, self.val_cases)
         if self.rt.is_main:
             raw = unwrap(self.model)
             if self.state["best_model"] is not None:
                 raw.load_state_dict(self.state["best_model"])
             save_model(self.out / "model.pt", cfg, raw.state_dict(), self.state["best_round"])
             write_json(self.out / "summary.json", summary)
-            self._figures()
+            save_figures(self.out, self.rows, self.config.variant, self.val_cases, self.predict_crop, self.cache)
         return summary
-
-    def _figures(self):
-        from ..viz import save_curves, save_overlay
-
-        rounds = [r["round"] for r in self.rows]
-        save_curves(self.out / "dice_per_round.png", rounds,
-                    {"validation Dice (real masks)": [r["val_dice"]["mean"] for r in self.rows],
-                     "pseudo-label Dice (training)": [r["pseudo_label_dice"]["mean"] for r in self.rows]},
-                    title=f"variant {self.config.variant}")
-        for case in self.val_cases[:3]:
-            p, box, image = self.predict_crop(case)
-            truth = None if case.mask is None else crop_resample(case.mask.astype(np.float32), box, order=1) >= 0.5
-            score = "no mask" if case.mask is None else f"Dice {dice(paste_back(p, box), case.mask):.3f}"
-            rw0 = self.cache.get(f"r0_{case.name}")
-            extra = {}
-            if rw0 is not None:
-                extra["random walker (round 0)"] = crop_resample(rw0[0]["pseudo"], box, order=1)
-            save_overlay(self.out / "overlays" / f"{case.name}.png", image, p, label="prediction",
-                         points=box.to_crop(case.points),
-                         truth=truth, extra=extra, title=f"{case.name}: variant {self.config.variant}, {score}")
-
-
-def _mask_dice(cases: list[CaseData], use_masks: bool = False) -> dict:
-    """Dice of the cases' pseudo labels (or, with ``use_masks``, of the masks themselves, the
-    target of full supervision) against their masks, over the cases that have one."""
-    return summarise(dice(c.mask.astype(np.float32) if use_masks else c.pseudo, c.mask)
-                     for c in cases if c.mask is not None)
-
-
-def _row_line(row: dict) -> str:
-    def score(s):
-        return f"{s['mean']:.3f}" if s["n"] else "(no masks)"
-
-    change = f", label change {row['label_change']:.3f}" if "label_change" in row else ""
-    return (f"round {row['round']:>2}: pseudo-label Dice {score(row['pseudo_label_dice'])}, "
-            f"validation Dice {score(row['val_dice'])}{change} ({row['seconds']:.1f} s)")
