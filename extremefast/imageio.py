@@ -27,6 +27,9 @@ import numpy as np
 from .errors import DataError, InputError
 from .nifti import Volume, ensure_output_folder, load_nifti, save_nifti, voxel_spacing
 
+__all__ = ["SUFFIXES", "load_image", "save_image", "list_images", "image_suffix", "image_stem", "is_dicom_folder",
+           "orient", "in_file_grid", "file_affine", "itk_geometry", "ras_affine", "write_dicom_series"]
+
 # longest first, so that ".seg.nrrd" wins over ".nrrd" and ".nii.gz" over ".gz"
 SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 FORMAT_NAMES = {".seg.nrrd": "3D Slicer segmentation (NRRD)", ".nii.gz": "NIfTI", ".nii": "NIfTI",
@@ -45,20 +48,47 @@ def _sitk():
 
 
 def image_suffix(path) -> str | None:
-    """The known image suffix of ``path`` (lower case), or None."""
+    """The known image suffix of ``path`` (lower case), or None.
+
+    Parameters
+    ----------
+    path : path
+
+    Returns
+    -------
+    str or None
+    """
     name = Path(path).name.lower()
     return next((s for s in SUFFIXES if name.endswith(s)), None)
 
 
 def image_stem(path) -> str:
-    """A scan's case name: the file name without its image suffix (a DICOM folder's name)."""
+    """A scan's case name: the file name without its image suffix (a DICOM folder's name).
+
+    Parameters
+    ----------
+    path : path
+
+    Returns
+    -------
+    str
+    """
     path = Path(path)
     suffix = image_suffix(path)
     return path.name[: -len(suffix)] if suffix else path.name
 
 
 def is_dicom_folder(path) -> bool:
-    """A folder that holds at least one DICOM series."""
+    """A folder that holds at least one DICOM series.
+
+    Parameters
+    ----------
+    path : path
+
+    Returns
+    -------
+    bool
+    """
     path = Path(path)
     if not path.is_dir():
         return False
@@ -68,7 +98,17 @@ def is_dicom_folder(path) -> bool:
 
 
 def list_images(folder) -> list[Path]:
-    """The scans of ``folder``: files with an image suffix and subfolders holding a DICOM series."""
+    """The scans of ``folder``: files with an image suffix and subfolders holding a DICOM series.
+
+    Parameters
+    ----------
+    folder : path
+
+    Returns
+    -------
+    list of Path
+        Sorted by name.
+    """
     folder = Path(folder)
     found = []
     for p in sorted(folder.iterdir()):
@@ -85,6 +125,22 @@ def load_image(path, *, dtype=np.float32, check_finite: bool = False, oriented: 
     """Read a 3D scan or mask (any format above, or a DICOM folder) as a :class:`Volume`.
 
     Errors are one line naming the file and what is wrong with it.
+
+    Parameters
+    ----------
+    path : path
+        A file of a known suffix, or a folder holding one DICOM series.
+    dtype : numpy dtype or None
+        Convert the voxels to it (None: as stored).
+    check_finite : bool
+        Refuse NaN or Inf voxels.
+    oriented : bool
+        Permute and flip the axes to the order closest to LPS.
+
+    Returns
+    -------
+    Volume
+        Array and RAS affine.
     """
     path = Path(path)
     if not path.exists():
@@ -115,6 +171,22 @@ def save_image(path, array, affine, *, dtype=None, segment_name: str | None = No
     ``.nii.gz``/``.nii`` (NIfTI), ``.nrrd``/``.nhdr``, ``.seg.nrrd`` (a 3D Slicer segmentation:
     label 1 becomes a segment named ``segment_name``), ``.mha``/``.mhd``. The file appears
     under its final name only once complete (a ``.mhd`` header is written last, after its data).
+
+    Parameters
+    ----------
+    path : path
+        The file; its suffix picks the format.
+    array : ndarray
+        3D voxels in the file's voxel order.
+    affine : ndarray
+        4x4 voxel-to-world (RAS).
+    dtype : numpy dtype, optional
+    segment_name : str, optional
+        The segment's name in ``.seg.nrrd`` files.
+
+    Returns
+    -------
+    Path
     """
     path = Path(path)
     suffix = image_suffix(path)
@@ -149,7 +221,18 @@ def save_image(path, array, affine, *, dtype=None, segment_name: str | None = No
 
 
 def itk_geometry(affine) -> tuple[tuple, tuple, tuple]:
-    """(origin, spacing, direction) in ITK's LPS convention from a RAS voxel-to-world affine."""
+    """(origin, spacing, direction) in ITK's LPS convention from a RAS voxel-to-world affine.
+
+    Parameters
+    ----------
+    affine : ndarray
+        4x4 voxel-to-world (RAS).
+
+    Returns
+    -------
+    origin, spacing, direction : tuple
+        ITK's (LPS) origin, voxel size and row-major direction cosines.
+    """
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
         raise InputError(f"affine must be a finite 4x4 matrix, got shape {affine.shape}")
@@ -161,7 +244,18 @@ def itk_geometry(affine) -> tuple[tuple, tuple, tuple]:
 
 
 def ras_affine(origin, spacing, direction) -> np.ndarray:
-    """The RAS voxel-to-world affine of ITK's LPS (origin, spacing, direction)."""
+    """The RAS voxel-to-world affine of ITK's LPS (origin, spacing, direction).
+
+    Parameters
+    ----------
+    origin, spacing, direction : sequence of float
+        ITK's (LPS) geometry; ``direction`` row-major 3x3.
+
+    Returns
+    -------
+    ndarray
+        4x4 voxel-to-world affine (RAS).
+    """
     affine = np.eye(4)
     direction = np.asarray(direction, dtype=np.float64).reshape(3, 3)
     affine[:3, :3] = _LPS @ direction @ np.diag(np.asarray(spacing, dtype=np.float64))
@@ -174,6 +268,15 @@ def orient(volume: Volume) -> Volume:
 
     The returned volume remembers the file's order: ``in_file_grid`` maps an array on its grid
     back to the file's grid (the orientation is a permutation with flips, so nothing is resampled).
+
+    Parameters
+    ----------
+    volume : Volume
+
+    Returns
+    -------
+    Volume
+        The same voxels with axes closest to L, P, S; its ``file_transform`` undoes it.
     """
     from nibabel import orientations as no
 
@@ -192,7 +295,17 @@ def _inverse_ornt(transform: np.ndarray) -> np.ndarray:
 
 
 def file_affine(volume: Volume) -> np.ndarray:
-    """The affine of the file's own voxel grid (``volume.affine`` unless it was reoriented)."""
+    """The affine of the file's own voxel grid (``volume.affine`` unless it was reoriented).
+
+    Parameters
+    ----------
+    volume : Volume
+
+    Returns
+    -------
+    ndarray
+        4x4 affine (RAS) of the file's own voxel order.
+    """
     if volume.file_transform is None:
         return volume.affine
     from nibabel import orientations as no
@@ -201,7 +314,22 @@ def file_affine(volume: Volume) -> np.ndarray:
 
 
 def in_file_grid(volume: Volume, array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(array, affine) of a result on ``volume``'s grid, put back in the voxel order of its file."""
+    """(array, affine) of a result on ``volume``'s grid, put back in the voxel order of its file.
+
+    Parameters
+    ----------
+    volume : Volume
+        A volume read with ``oriented=True``.
+    array : ndarray
+        A result on its (reoriented) grid.
+
+    Returns
+    -------
+    array : ndarray
+        The result in the file's voxel order.
+    affine : ndarray
+        The file's affine.
+    """
     transform = volume.file_transform
     if transform is None:
         return array, volume.affine
@@ -312,6 +440,20 @@ def write_dicom_series(folder, array, affine, *, modality: str = "CT") -> Path:
 
     For exchanging scans with tools that read only DICOM, and for checking that a series gives
     the same geometry as the NIfTI it came from. Intensities are stored as they are (rescale 1, 0).
+
+    Parameters
+    ----------
+    folder : path
+        Created; one file per slice.
+    array : ndarray
+        3D integer voxels.
+    affine : ndarray
+        4x4 voxel-to-world (RAS).
+    modality : str
+
+    Returns
+    -------
+    Path
     """
     sitk = _sitk()
 

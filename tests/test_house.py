@@ -35,7 +35,7 @@ def test_random_walker_and_pseudo_labels_import_none_of_the_extras():
 
 def test_prediction_does_not_import_the_trainer():
     for path in sorted((REPO / "extremefast" / "predict").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert not (node.level and node.module.split(".")[0] == "train"), f"{path.name} imports {node.module}"
                 assert not node.module.startswith("extremefast.train"), f"{path.name} imports {node.module}"
@@ -75,3 +75,26 @@ def test_wheel_ships_the_cuda_sources_and_the_command_line(tmp_path):
                    "extremefast/cli/main.py", "extremefast/__main__.py", "extremefast/model/checkpoint.py"):
         assert needed in names, needed
     assert not any(n.startswith(("tests/", "benchmarks/", "cli/")) for n in names)
+
+
+PUBLIC_MODULES = ("extremefast", "extremefast.pseudo", "extremefast.data", "extremefast.predict", "extremefast.model",
+                  "extremefast.losses", "extremefast.random_walk", "extremefast.imageio")
+
+
+def test_every_exported_function_documents_its_parameters():
+    """NumPy-style docstrings: a Parameters (or, without arguments, a Returns) section."""
+    import importlib
+    import inspect
+
+    undocumented = []
+    for name in PUBLIC_MODULES:
+        module = importlib.import_module(name)
+        for attr in module.__all__ if hasattr(module, "__all__") else []:
+            obj = getattr(module, attr)
+            if not inspect.isfunction(obj):
+                continue
+            doc = inspect.getdoc(obj) or ""
+            wanted = "Parameters\n----------" if inspect.signature(obj).parameters else "Returns\n-------"
+            if wanted not in doc and "Parameters\n----------" not in doc:
+                undocumented.append(f"{name}.{attr}")
+    assert not undocumented, undocumented

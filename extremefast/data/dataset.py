@@ -128,7 +128,17 @@ class Dataset:
 
 
 def open_msd(root) -> Dataset:
-    """Read an MSD-layout folder; every listed file must exist."""
+    """Read an MSD-layout folder; every listed file must exist.
+
+    Parameters
+    ----------
+    root : path
+        The folder: ``dataset.json`` with ``imagesTr/`` and ``labelsTr/``, or scans alone.
+
+    Returns
+    -------
+    Dataset
+    """
     root = Path(root)
     if not root.exists():
         raise DataError(f"{root}: data folder not found")
@@ -211,7 +221,21 @@ def _case_name(path: Path) -> str:
 
 def open_dataset(data: str, *, data_root=None, synthetic_cases: int = 12, synthetic_seed: int = 0,
                  synthetic_dir=None) -> Dataset:
-    """Open ``data``: a folder, a known name such as ``msd_spleen``, or ``synthetic``."""
+    """Open ``data``: a folder, a known name such as ``msd_spleen``, or ``synthetic``.
+
+    Parameters
+    ----------
+    data : str
+        A folder (MSD layout, or a plain folder of scans), ``"msd_spleen"`` or ``"synthetic"``.
+    data_root : path, optional
+        Where known data sets live (else ``$EXTREMEFAST_DATA_ROOT``).
+    synthetic_cases, synthetic_seed, synthetic_dir : for ``"synthetic"``
+        How many phantoms, their seed, and where they are written once.
+
+    Returns
+    -------
+    Dataset
+    """
     if data == "synthetic":
         from .synthetic import ensure_synthetic_dataset
 
@@ -239,6 +263,19 @@ def train_val_split(dataset: Dataset, n_val: int | None = None, seed: int = 0,
     The cases are sorted by name and shuffled with ``seed``; the first ``n_val`` go to
     validation. By default ``n_val`` is the paper's 9 for MSD spleen (32/9) and 22% of
     the cases (at least one, at most all but one) otherwise.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    n_val : int, optional
+        Validation cases (default as above).
+    seed : int
+    cases : list of Case, optional
+        The cases to split (default: all of the data set).
+
+    Returns
+    -------
+    train, val : list of Case
     """
     cases = sorted(dataset.cases if cases is None else cases, key=lambda c: c.name)
     if len(cases) < 2:

@@ -27,7 +27,21 @@ _LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
 
 
 def world_to_voxel(points, affine, space: str = "RAS") -> np.ndarray:
-    """World coordinates (mm, ``space`` RAS or LPS) -> continuous voxel coordinates."""
+    """World coordinates (mm, ``space`` RAS or LPS) -> continuous voxel coordinates.
+
+    Parameters
+    ----------
+    points : array_like
+        (n, 3) world coordinates, mm.
+    affine : ndarray
+        4x4 voxel-to-world (RAS).
+    space : {"RAS", "LPS"}
+
+    Returns
+    -------
+    ndarray
+        (n, 3) float64 voxel coordinates.
+    """
     pts = np.asarray(points, dtype=np.float64)
     if space == "LPS":
         pts = pts * _LPS_TO_RAS
@@ -36,7 +50,21 @@ def world_to_voxel(points, affine, space: str = "RAS") -> np.ndarray:
 
 
 def voxel_to_world(points, affine, space: str = "RAS") -> np.ndarray:
-    """Voxel coordinates -> world coordinates in mm (``space`` RAS or LPS)."""
+    """Voxel coordinates -> world coordinates in mm (``space`` RAS or LPS).
+
+    Parameters
+    ----------
+    points : array_like
+        (n, 3) voxel coordinates.
+    affine : ndarray
+        4x4 voxel-to-world (RAS).
+    space : {"RAS", "LPS"}
+
+    Returns
+    -------
+    ndarray
+        (n, 3) float64 world coordinates, mm.
+    """
     pts = np.asarray(points, dtype=np.float64)
     world = (np.asarray(affine, dtype=np.float64) @ np.c_[pts, np.ones(len(pts))].T).T[:, :3]
     return world * _LPS_TO_RAS if space == "LPS" else world
@@ -95,6 +123,21 @@ def read_points(path, affine, shape, *, voxel_affine=None) -> np.ndarray:
 
     ``voxel_affine``: the affine of the grid that voxel-space files index, where it is not
     ``affine`` (the file's own grid, for an image read with its axes reoriented).
+
+    Parameters
+    ----------
+    path : path
+        The points file.
+    affine : ndarray
+        4x4 voxel-to-world (RAS) of the image the points are for.
+    shape : tuple of int
+        That image's shape.
+    voxel_affine : ndarray, optional
+
+    Returns
+    -------
+    ndarray
+        (6, 3) int64 voxel indices, paired by axis.
     """
     path = Path(path)
     if not path.exists():
@@ -164,7 +207,23 @@ def _as_points(values) -> np.ndarray:
 
 def write_points(path, points, affine=None, space: str = "voxel", *, slicer: bool = False) -> Path:
     """Write six voxel points as a points file in ``space`` (a Slicer markups file with
-    ``slicer=True``; its coordinate system is then ``space``, RAS or LPS)."""
+    ``slicer=True``; its coordinate system is then ``space``, RAS or LPS).
+
+    Parameters
+    ----------
+    path : path
+        The file to write (atomically).
+    points : array_like
+        (6, 3) voxel indices.
+    affine : ndarray, optional
+        Needed for world coordinates.
+    space : {"voxel", "RAS", "LPS"}
+    slicer : bool
+
+    Returns
+    -------
+    Path
+    """
     path = Path(path)
     pts = np.asarray(points, dtype=np.float64)
     if space not in SPACES:

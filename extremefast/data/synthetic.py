@@ -30,7 +30,24 @@ SYNTHETIC_DIR_ENV = "EXTREMEFAST_SYNTHETIC_DIR"
 
 
 def make_phantom(seed: int, shape=DEFAULT_SHAPE, spacing=DEFAULT_SPACING):
-    """One phantom: ``(image_hu float32, labels int16, affine)``, deterministic in ``seed``."""
+    """One phantom: ``(image_hu float32, labels int16, affine)``, deterministic in ``seed``.
+
+    Parameters
+    ----------
+    seed : int
+    shape : tuple of int
+    spacing : tuple of float
+        Voxel size in mm.
+
+    Returns
+    -------
+    image : ndarray
+        float32 Hounsfield units.
+    labels : ndarray
+        int16 organ labels.
+    affine : ndarray
+        4x4 voxel-to-world (RAS).
+    """
     rng = np.random.default_rng(seed)
     shape = tuple(int(s) for s in shape)
     spacing = np.asarray(spacing, dtype=np.float64)
@@ -132,6 +149,20 @@ def write_synthetic_dataset(out, cases: int = 12, seed: int = 0, shape=DEFAULT_S
 
     The folder is assembled under a temporary name and renamed, so it is either complete
     or absent.
+
+    Parameters
+    ----------
+    out : path
+        The folder to create.
+    cases, seed : int
+    shape, spacing : as :func:`make_phantom`
+    progress : callable, optional
+        Called once per phantom written.
+
+    Returns
+    -------
+    Path
+        ``out``.
     """
     from ..nifti import save_nifti
 

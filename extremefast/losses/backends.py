@@ -5,6 +5,14 @@ from ..xp import has_module
 
 
 def available_backends() -> list[str]:
+    """The point-loss backends that can run on this machine, in order of preference.
+
+    Returns
+    -------
+    list of str
+        The point-loss backends usable here ("reference", "separable", and "triton", "cuda"
+        where they can run).
+    """
     names = ["reference", "separable"]
     if has_module("triton"):
         names.append("triton")

@@ -17,7 +17,21 @@ from .config import TrainConfig
 
 
 def save_checkpoint(path, config: TrainConfig, model_state: dict, **extra) -> Path:
-    """Write ``model_state`` with ``config`` (and ``extra`` entries) to ``path`` atomically."""
+    """Write ``model_state`` with ``config`` (and ``extra`` entries) to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : path
+    config : TrainConfig
+    model_state : dict
+        The network's ``state_dict``.
+    **extra
+        Further entries (optimiser state, rows, ...).
+
+    Returns
+    -------
+    Path
+    """
     path = Path(path)
     payload = {"format": CHECKPOINT_FORMAT, "version": __version__, "config": config.to_dict(),
                "model": model_state, **extra}
@@ -32,13 +46,37 @@ def save_checkpoint(path, config: TrainConfig, model_state: dict, **extra) -> Pa
 
 
 def save_model(path, config: TrainConfig, model_state: dict, best_round: int) -> Path:
-    """``model.pt``: the kept round's weights and what prediction needs besides the network."""
+    """``model.pt``: the kept round's weights and what prediction needs besides the network.
+
+    Parameters
+    ----------
+    path : path
+    config : TrainConfig
+    model_state : dict
+    best_round : int
+        The round whose weights these are.
+
+    Returns
+    -------
+    Path
+    """
     return save_checkpoint(path, config, model_state, best_round=best_round, window=config.window,
                            crop_size=config.crop_size, pad_mm=config.pad_mm, point_sigma=config.point_sigma)
 
 
 def load_checkpoint(path) -> dict:
-    """A checkpoint written by this version's format, or a one-line error saying why not."""
+    """A checkpoint written by this version's format, or a one-line error saying why not.
+
+    Parameters
+    ----------
+    path : path
+        ``model.pt`` or ``state.pt``.
+
+    Returns
+    -------
+    dict
+        ``format``, ``version``, ``config``, ``model`` and what the writer added.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: checkpoint not found")

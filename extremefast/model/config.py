@@ -121,20 +121,53 @@ class TrainConfig:
 
 def default_config(variant: str = "f", *, cuda: bool, **settings) -> TrainConfig:
     """The configuration a run gets where the user chose no sizes: the paper's on a GPU,
-    :func:`cpu_defaults` on a CPU (the command line and Python callers alike)."""
+    :func:`cpu_defaults` on a CPU (the command line and Python callers alike).
+
+    Parameters
+    ----------
+    variant : str
+        a-f (the paper's Table 1) or full.
+    cuda : bool
+        Whether the run has a GPU.
+    **settings
+        Other :class:`TrainConfig` fields.
+
+    Returns
+    -------
+    TrainConfig
+    """
     config = TrainConfig(variant=variant, **settings)
     return config if cuda else cpu_defaults(config)
 
 
 def cpu_defaults(config: TrainConfig) -> TrainConfig:
     """Sizes for a 2-core CPU: small crops, a few short rounds (the phantoms in 3 minutes,
-    ct_sarcoma's 19 training cases in 4)."""
+    ct_sarcoma's 19 training cases in 4).
+
+    Parameters
+    ----------
+    config : TrainConfig
+
+    Returns
+    -------
+    TrainConfig
+        ``config`` with the CPU sizes.
+    """
     return config.with_(rounds=5, patience=2, epochs_per_round=10, steps_per_epoch=20, batch_size=2, crop_size=48, rw_crop_size=96,
                         point_loss_filters=6, point_sigma=1.5, amp=False)
 
 
 def describe_sizes(config: TrainConfig) -> str:
-    """The sizes a run uses, in one line (printed when they were chosen for the user)."""
+    """The sizes a run uses, in one line (printed when they were chosen for the user).
+
+    Parameters
+    ----------
+    config : TrainConfig
+
+    Returns
+    -------
+    str
+    """
     return (f"crop {config.crop_size}^3, batch {config.batch_size}, up to {config.rounds} rounds of "
             f"{config.epochs_per_round} epochs" + (f" x {config.steps_per_epoch} steps" if config.steps_per_epoch else "")
             + f", random-walker crop {config.rw_crop_size}^3")

@@ -18,19 +18,58 @@ from .config import TrainConfig
 
 
 def build_model(config: TrainConfig) -> SegResNet:
-    """The SegResNet that ``config`` describes (input channels, widths, attention of its variant)."""
+    """The SegResNet that ``config`` describes (input channels, widths, attention of its variant).
+
+    Parameters
+    ----------
+    config : TrainConfig
+
+    Returns
+    -------
+    SegResNet
+        Freshly initialised (seeded by torch's generator).
+    """
     return SegResNet(3, config.in_channels, 1, config.init_filters, config.blocks_down, config.blocks_up,
                      attention=config.switches["attention"])
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The network itself, under a DistributedDataParallel wrapper or not."""
+    """The network itself, under a DistributedDataParallel wrapper or not.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+    """
     return model.module if hasattr(model, "module") else model
 
 
 def network_input(case_tensor: torch.Tensor, box: Box, points: np.ndarray, config: TrainConfig):
     """(C, S, S, S) input crop (image[, point channel]), the crop of the other volumes, and the
-    point channel (which also feeds the point loss)."""
+    point channel (which also feeds the point loss).
+
+    Parameters
+    ----------
+    case_tensor : torch.Tensor
+        (C, X, Y, Z) image and other volumes on the model's device.
+    box : Box
+        The crop.
+    points : ndarray
+        (6, 3) voxel indices of the clicks.
+    config : TrainConfig
+
+    Returns
+    -------
+    x : torch.Tensor
+        Network input (in_channels, S, S, S).
+    others : torch.Tensor
+        The crop of ``case_tensor[1:]``.
+    point_channel : torch.Tensor
+        (1, S, S, S).
+    """
     crops = crop_volumes(case_tensor, box)
     image = crops[:1]
     pts = torch.as_tensor(box.to_crop(points), dtype=torch.float32, device=case_tensor.device)
@@ -40,7 +79,18 @@ def network_input(case_tensor: torch.Tensor, box: Box, points: np.ndarray, confi
 
 
 def resolve_torch_device(device: str, rank: int = 0) -> torch.device:
-    """``"auto"`` (a GPU where PyTorch sees one), ``"cpu"`` or ``"cuda"`` (rank ``rank``'s GPU)."""
+    """``"auto"`` (a GPU where PyTorch sees one), ``"cpu"`` or ``"cuda"`` (rank ``rank``'s GPU).
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda"}
+    rank : int
+        The process's rank (picks its GPU).
+
+    Returns
+    -------
+    torch.device
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):

@@ -19,6 +19,20 @@ def evaluate(pred_dir, dataset, label: int) -> dict:
     order may differ); a prediction whose case is unknown is an error, so a
     misnamed folder is not silently scored as empty. HD95 is NaN (and left out of its
     summary) where a mask is empty.
+
+    Parameters
+    ----------
+    pred_dir : path
+        Folder of predicted masks named after their cases.
+    dataset : Dataset
+        The data set whose masks are the truth.
+    label : int
+        The organ's label value in its masks.
+
+    Returns
+    -------
+    dict
+        ``cases`` (one row of metrics per case) and a mean/std/median summary per metric.
     """
     from ..imageio import image_stem, list_images, load_image
 

@@ -110,6 +110,27 @@ def annotate(image, points, checkpoint, *, affine=None, spacing=None, refine: bo
     Returns a uint8 mask (``probabilities=False``) or float32 probabilities, of the
     image's shape. ``checkpoint`` is a path or a :class:`Predictor` (to reuse one model
     for many images).
+
+    Parameters
+    ----------
+    image : ndarray
+        3D scan, raw intensities (HU for CT).
+    points : array_like
+        The six clicks as (6, 3) voxel indices of ``image``.
+    checkpoint : str, Path or Predictor
+        ``model.pt`` of a training run, or a loaded :class:`Predictor`.
+    affine, spacing : optional
+        The scan's voxel-to-world affine (RAS) or its voxel size in mm; one of them is needed.
+    refine : bool
+        Regularise with the random walker on the uncertainty band.
+    probabilities : bool
+        Return float32 probabilities instead of a 0/1 mask.
+    device : {"cpu", "cuda", "auto"}
+
+    Returns
+    -------
+    ndarray
+        uint8 mask or float32 probabilities, the shape of ``image``.
     """
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint, device)
     prob = predictor.predict(image, points, affine=affine, spacing=spacing, refine=refine)
@@ -126,6 +147,25 @@ def predict_file(predictor: Predictor, image_path, points_path, out_path, *, ref
     format of the same scan gives the same mask in world space; the output is written in the
     scan's own voxel order.
     With ``return_details`` returns (path, record, contact-sheet tile) instead of the path.
+
+    Parameters
+    ----------
+    predictor : Predictor
+    image_path : path
+        The scan (a file, or a folder holding one DICOM series).
+    points_path : path
+        Its points file (voxel/RAS/LPS JSON or Slicer ``.mrk.json``).
+    out_path : path
+        The output; its suffix picks the format.
+    refine, probabilities : bool
+        As :func:`annotate`.
+    organ : str
+        The segment's name in ``.seg.nrrd`` outputs.
+    return_details : bool
+
+    Returns
+    -------
+    Path, or (Path, dict, ndarray) with ``return_details``
     """
     import time
 

@@ -12,6 +12,16 @@ def extreme_points(mask) -> np.ndarray:
 
     On each extremal slice the voxel nearest the slice's own centroid is taken, so the
     point sits in the middle of the organ's face rather than on an arbitrary corner.
+
+    Parameters
+    ----------
+    mask : array_like
+        3D mask of the organ (non-zero inside).
+
+    Returns
+    -------
+    ndarray
+        (6, 3) int64 voxel indices: rows 2a and 2a + 1 are the lowest and highest along axis a.
     """
     mask = np.asarray(mask).astype(bool)
     if mask.ndim != 3:
@@ -34,6 +44,25 @@ def simulate_clicks(points, mask, spacing, sigma_mm: float = 2.0, rng=None, max_
     Each point is displaced by N(0, sigma_mm) mm in every axis (negative as well as positive
     offsets). A draw that leaves the mask is redrawn; after ``max_tries`` the point snaps
     to the nearest mask voxel of its last draw.
+
+    Parameters
+    ----------
+    points : array_like
+        (6, 3) voxel indices, e.g. :func:`extreme_points` of ``mask``.
+    mask : array_like
+        The organ's 3D mask; every simulated click stays inside it.
+    spacing : sequence of float
+        Voxel size in mm.
+    sigma_mm : float
+        Standard deviation of the noise per axis, mm.
+    rng : int or numpy.random.Generator, optional
+    max_tries : int
+        Redraws before snapping to the mask.
+
+    Returns
+    -------
+    ndarray
+        (6, 3) int64 voxel indices inside ``mask``.
     """
     mask = np.asarray(mask).astype(bool)
     points = check_points(points, mask.shape)
@@ -107,7 +136,21 @@ def jitter_points(points: np.ndarray, spacing, sigma_mm: float, rng: np.random.G
 
 
 def check_points(points, shape) -> np.ndarray:
-    """Six integer voxel points inside ``shape``, as a (6, 3) int64 array, or a clear error."""
+    """Six integer voxel points inside ``shape``, as a (6, 3) int64 array, or a clear error.
+
+    Parameters
+    ----------
+    points : array_like
+        Six 3D points (voxel coordinates; rounded to the nearest voxel).
+    shape : tuple of int
+        The image's shape.
+
+    Returns
+    -------
+    ndarray
+        (6, 3) int64 voxel indices. Raises :class:`~extremefast.InputError` for another shape,
+        NaN, a point outside the image or the two points of a pair on one voxel.
+    """
     pts = np.asarray(points)
     if pts.shape != (6, 3):
         raise InputError(f"expected six 3D points (6, 3), got shape {pts.shape}")

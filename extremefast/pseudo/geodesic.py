@@ -30,6 +30,20 @@ def gradient_cost(image, spacing=(1.0, 1.0, 1.0), smooth_sigma: float = 0.0) -> 
     ``smooth_sigma`` (voxels) optionally smooths the image first, which makes the path
     follow organ interiors instead of noise. A CuPy image is processed on its GPU (the
     shortest paths themselves run on the CPU).
+
+    Parameters
+    ----------
+    image : ndarray
+        3D image (numpy or CuPy), normalised intensities.
+    spacing : sequence of float
+        Voxel size, for the gradient.
+    smooth_sigma : float
+        Gaussian smoothing of the image first, in voxels (0: none).
+
+    Returns
+    -------
+    ndarray
+        float32 cost of the image's shape (CuPy for a CuPy image).
     """
     am = module_of(image)
     xp = am.xp
@@ -56,6 +70,24 @@ def shortest_path(cost, source, target, spacing=(1.0, 1.0, 1.0), *, bidirectiona
 
     ``bidirectional`` searches from both ends at once (the same optimal cost; about a
     quarter of the voxels explored on a uniform cost).
+
+    Parameters
+    ----------
+    cost : ndarray
+        3D per-voxel cost, positive.
+    source, target : sequence of int
+        Voxel indices of the two ends.
+    spacing : sequence of float
+        Voxel size (step lengths are weighted by it).
+    bidirectional : bool
+        Search from both ends at once.
+
+    Returns
+    -------
+    path : ndarray
+        (n, 3) int64 voxel indices from ``source`` to ``target``.
+    cost : float
+        The path's total cost.
     """
     cost = np.ascontiguousarray(module_of(cost).to_numpy(cost), dtype=np.float64)  # the search runs on the CPU
     if cost.ndim != 3:
@@ -91,6 +123,24 @@ def geodesic_scribbles(cost, points, spacing=(1.0, 1.0, 1.0), margin: int | None
     confined to that box grown by ``margin`` voxels (None searches the whole volume);
     this cuts the explored volume several-fold in a padded crop. The compiled search
     releases the GIL, so the three paths run on up to ``workers`` threads.
+
+    Parameters
+    ----------
+    cost : ndarray
+        3D per-voxel cost (:func:`gradient_cost`).
+    points : array_like
+        (6, 3) voxel indices, pairs (0, 1), (2, 3), (4, 5).
+    spacing : sequence of float
+        Voxel size (step lengths are weighted by it).
+    margin : int or None
+        Voxels around the points' box searched; None: the whole volume.
+    workers : int
+        Threads for the three searches.
+
+    Returns
+    -------
+    ndarray
+        Boolean mask of the cost's shape, True on the three paths.
     """
     cost = module_of(cost).to_numpy(cost)  # the search runs on the CPU
     points = np.rint(np.asarray(points)).astype(np.int64)

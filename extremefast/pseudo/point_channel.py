@@ -12,6 +12,23 @@ def point_channel(points_crop, size, sigma: float = 3.0, spacing=None, device: s
     ``sigma`` is in crop voxels, or in mm when ``spacing`` (crop spacing) is given.
     Each Gaussian is separable, so the channel costs three 1D evaluations per point.
     ``device="cuda"`` builds it on the GPU (a CuPy array).
+
+    Parameters
+    ----------
+    points_crop : array_like
+        (6, 3) continuous coordinates in the crop.
+    size : sequence of int
+        The crop's shape.
+    sigma : float
+        Width of each Gaussian, in crop voxels (or mm with ``spacing``).
+    spacing : sequence of float, optional
+        The crop's voxel size in mm.
+    device : {"cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        float32 channel of shape ``size`` in [0, 1] (CuPy on "cuda").
     """
     xp = array_module(device).xp
     size = tuple(int(s) for s in size)

@@ -62,6 +62,20 @@ PRESETS = {
 
 
 def get_preset(name: str, **overrides) -> PseudoLabelConfig:
+    """The pseudo-label settings of a named preset, with some fields changed.
+
+    Parameters
+    ----------
+    name : {"default", "paper"}
+        ``"paper"``: the published radii (2 and 30 voxels) and beta 130; ``"default"``: the
+        settings measured best on the shared scans (docs/pseudo_labels.md).
+    **overrides
+        :class:`PseudoLabelConfig` fields to change.
+
+    Returns
+    -------
+    PseudoLabelConfig
+    """
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name].with_(**overrides) if overrides else PRESETS[name]
@@ -75,7 +89,20 @@ def window_for_modality(window, modality: str):
 
 def normalise_intensity(image, window) -> np.ndarray:
     """Clip to ``window`` and scale to [0, 1]; with ``window=None`` use the 0.5/99.5 percentiles.
-    (On the GPU for a CuPy image.)"""
+    (On the GPU for a CuPy image.)
+
+    Parameters
+    ----------
+    image : ndarray
+        Raw intensities (numpy or CuPy).
+    window : (float, float) or None
+        Intensity window (e.g. HU); None: the image's own 0.5 and 99.5 percentiles.
+
+    Returns
+    -------
+    ndarray
+        float32 image in [0, 1].
+    """
     xp = module_of(image).xp
     image = xp.asarray(image, dtype=np.float32)
     if window is None:
@@ -115,7 +142,28 @@ def rw_probability(image, seeds, beta, tol=1e-3, spacing=None) -> np.ndarray:
 
 
 def prepare_crop(image, spacing, points, config: PseudoLabelConfig):
-    """Box, normalised crop, crop spacing and points in crop coordinates."""
+    """Box, normalised crop, crop spacing and points in crop coordinates.
+
+    Parameters
+    ----------
+    image : ndarray
+        3D scan, raw intensities.
+    spacing : sequence of float
+        Voxel size in mm.
+    points : array_like
+        (6, 3) voxel indices of the clicks.
+    config : PseudoLabelConfig
+
+    Returns
+    -------
+    box : Box
+    crop : ndarray
+        Normalised image crop of ``config.crop_size``.
+    crop_spacing : ndarray
+        The crop's voxel size in mm.
+    points_crop : ndarray
+        The clicks in crop coordinates.
+    """
     image = np.asarray(image)
     if image.ndim != 3:
         raise InputError(f"image must be 3D, got shape {image.shape}")
@@ -130,14 +178,49 @@ def prepare_crop(image, spacing, points, config: PseudoLabelConfig):
 
 
 def pseudo_label_from_points(image, spacing, points, config: PseudoLabelConfig | None = None) -> PseudoLabel:
-    """The random-walker pseudo label of one organ from its six clicks (voxel indices)."""
+    """The random-walker pseudo label of one organ from its six clicks (voxel indices).
+
+    Parameters
+    ----------
+    image : ndarray
+        3D scan, raw intensities (HU for CT).
+    spacing : sequence of float
+        Voxel size in mm.
+    points : array_like
+        (6, 3) voxel indices of the clicks (pairs of opposite extreme points).
+    config : PseudoLabelConfig, optional
+        Default: the ``"default"`` preset.
+
+    Returns
+    -------
+    PseudoLabel
+        The crop's probability and what made it; ``in_image_space()`` pastes it back.
+    """
     config = config or PRESETS["default"]
     box, crop, crop_spacing, pts = prepare_crop(image, spacing, points, config)
     return pseudo_label_crop(crop, pts, crop_spacing, config, box)
 
 
 def pseudo_label_crop(crop, points_crop, crop_spacing, config: PseudoLabelConfig, box: Box | None = None) -> PseudoLabel:
-    """Steps 1-2 on an already cropped, normalised image."""
+    """Steps 1-2 on an already cropped, normalised image.
+
+    Parameters
+    ----------
+    crop : ndarray
+        Normalised 3D crop (see :func:`prepare_crop`).
+    points_crop : array_like
+        (6, 3) clicks in crop coordinates.
+    crop_spacing : sequence of float
+        The crop's voxel size in mm.
+    config : PseudoLabelConfig
+    box : Box, optional
+        The crop's place in the image (for :meth:`PseudoLabel.in_image_space`).
+
+    Returns
+    -------
+    PseudoLabel
+        Probability, scribbles and seeds in the crop.
+    """
     problem = random_walker_problem(crop, points_crop, crop_spacing, config)
     prob = rw_probability(problem.data, problem.seeds, beta=config.beta, tol=config.rw_tol, spacing=problem.spacing)
     channel = point_channel(points_crop, crop.shape, config.point_sigma)

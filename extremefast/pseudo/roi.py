@@ -63,7 +63,24 @@ def check_spacing(spacing) -> np.ndarray:
 
 
 def roi_box(points, spacing, image_shape, pad_mm: float = 20.0, size=(128, 128, 128)) -> Box:
-    """The points' bounding box grown by ``pad_mm`` on every side, clipped to the image."""
+    """The points' bounding box grown by ``pad_mm`` on every side, clipped to the image.
+
+    Parameters
+    ----------
+    points : array_like
+        (6, 3) voxel indices.
+    spacing : sequence of float
+        Voxel size in mm.
+    image_shape : tuple of int
+    pad_mm : float
+        Margin on every side, mm.
+    size : tuple of int
+        The crop's shape once resampled.
+
+    Returns
+    -------
+    Box
+    """
     points = np.asarray(points)
     spacing = np.asarray(spacing, dtype=np.float64)
     if pad_mm < 0:
@@ -78,7 +95,23 @@ def roi_box(points, spacing, image_shape, pad_mm: float = 20.0, size=(128, 128, 
 
 def crop_resample(volume, box: Box, order: int = 1, cval: float = 0.0) -> np.ndarray:
     """The box's content resampled to ``box.size`` (float32; order 0 for label maps).
-    A CuPy volume is resampled on its GPU (cupyx.scipy.ndimage), a numpy one on the CPU."""
+    A CuPy volume is resampled on its GPU (cupyx.scipy.ndimage), a numpy one on the CPU.
+
+    Parameters
+    ----------
+    volume : ndarray
+        3D volume (numpy or CuPy).
+    box : Box
+    order : int
+        Spline order (1 trilinear, 0 nearest).
+    cval : float
+        Value outside the volume.
+
+    Returns
+    -------
+    ndarray
+        float32 array of shape ``box.size``.
+    """
     am = module_of(volume)
     volume = am.xp.asarray(volume)
     if volume.shape != box.image_shape:
@@ -93,7 +126,24 @@ def crop_resample(volume, box: Box, order: int = 1, cval: float = 0.0) -> np.nda
 
 def paste_back(crop_map, box: Box, order: int = 1, fill: float = 0.0, dtype=np.float32) -> np.ndarray:
     """A crop-space map resampled onto the original image grid; ``fill`` outside the box
-    (on the GPU for a CuPy map)."""
+    (on the GPU for a CuPy map).
+
+    Parameters
+    ----------
+    crop_map : ndarray
+        Map of shape ``box.size`` (numpy or CuPy).
+    box : Box
+    order : int
+        Spline order of the resampling.
+    fill : float
+        Value outside the box.
+    dtype : numpy dtype
+
+    Returns
+    -------
+    ndarray
+        Map of shape ``box.image_shape``.
+    """
     am = module_of(crop_map)
     crop_map = am.xp.asarray(crop_map)
     if crop_map.shape != box.size:

@@ -22,6 +22,21 @@ def scribble_seeds(scribble, r_foreground: float = 2.0, r_background: float = 30
 
     Radii are in voxels, or in mm when ``spacing`` is given. CuPy input is processed on
     its GPU.
+
+    Parameters
+    ----------
+    scribble : ndarray
+        Boolean scribble mask.
+    r_foreground, r_background : float
+        Radii, voxels (mm with ``spacing``).
+    spacing : sequence of float, optional
+    outside : ndarray, optional
+        Boolean mask of voxels that are background whatever their distance.
+
+    Returns
+    -------
+    ndarray
+        int32 seeds of the scribble's shape.
     """
     am = module_of(scribble)
     xp = am.xp
@@ -39,7 +54,21 @@ def scribble_seeds(scribble, r_foreground: float = 2.0, r_background: float = 30
 
 def uncertainty_seeds(probability, radius: float = 4.0, spacing=None) -> np.ndarray:
     """Seeds from a prediction (paper step 4): P >= 0.5 and P < 0.5 each eroded by a ball of
-    ``radius``; the band between them is unknown (0). CuPy input is processed on its GPU."""
+    ``radius``; the band between them is unknown (0). CuPy input is processed on its GPU.
+
+    Parameters
+    ----------
+    probability : ndarray
+        A prediction in [0, 1].
+    radius : float
+        Erosion radius, voxels (mm with ``spacing``).
+    spacing : sequence of float, optional
+
+    Returns
+    -------
+    ndarray
+        int32 seeds: 2 foreground, 1 background, 0 the band to solve.
+    """
     am = module_of(probability)
     p = am.xp.asarray(probability)
     fg = p >= 0.5

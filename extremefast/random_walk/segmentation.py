@@ -154,6 +154,27 @@ def random_walker_batch(data, labels, beta=130, tol=1.0e-3, spacing=None, *, pro
     each case is solved in turn by ``mode='rb'``, which is faster there. ``data``,
     ``labels``, ``spacing`` (one for all or one per case) and ``x0`` (None or one per case,
     each None or the previous probability of label 1) follow :func:`random_walker`.
+
+    Parameters
+    ----------
+    data : list of array_like
+        The images, each as ``random_walker``'s ``data``.
+    labels : list of array_like
+        Their seed arrays (0 unknown, 1..n labels, negative inactive).
+    beta, tol, prob_tol, channel_axis : as :func:`random_walker`, the same for every case.
+    spacing : sequence of float, or list of them, optional
+        One voxel size for all cases or one per case.
+    device : {"auto", "cpu", "cuda"}
+        Where to solve; "auto" takes the GPU when CuPy sees one.
+    x0 : list, optional
+        Per case None or a previous probability of label 1 to start from.
+    check_every : int
+        Iterations between convergence checks on the GPU.
+
+    Returns
+    -------
+    list of ndarray
+        Per case the probabilities of every label, shape ``(n_labels, *image.shape)``.
     """
     data, labels = list(data), list(labels)
     if len(data) != len(labels):
