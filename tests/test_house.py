@@ -98,3 +98,16 @@ def test_every_exported_function_documents_its_parameters():
             if wanted not in doc and "Parameters\n----------" not in doc:
                 undocumented.append(f"{name}.{attr}")
     assert not undocumented, undocumented
+
+
+def test_point_channel_is_one_formula_for_numpy_and_torch():
+    import numpy as np
+    import torch
+
+    from extremefast.model.network import point_channel_torch
+    from extremefast.pseudo import point_channel
+
+    pts = np.random.default_rng(3).uniform(0, 20, (6, 3))
+    got = point_channel_torch(torch.tensor(pts, dtype=torch.float32), (24, 20, 16), 2.5).numpy()
+    # the same operations in float32; the two libraries' exp may differ in the last bit
+    np.testing.assert_allclose(got, point_channel(pts.astype(np.float32), (24, 20, 16), 2.5), rtol=1e-6, atol=1e-7)

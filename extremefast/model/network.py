@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..errors import BackendUnavailable, InputError
 from ..nn import SegResNet
+from ..pseudo.point_channel import gaussian_points
 from ..pseudo.roi import Box
 from .config import TrainConfig
 
@@ -122,11 +123,21 @@ def crop_volumes(volumes: torch.Tensor, box: Box) -> torch.Tensor:
 
 
 def point_channel_torch(points_crop: torch.Tensor, size, sigma: float) -> torch.Tensor:
-    """Gaussians (unit peak, sum clipped to 1) at (6, 3) crop-space points -> (S0, S1, S2)."""
-    dev = points_crop.device
-    out = torch.zeros(tuple(size), device=dev)
-    grids = [torch.arange(n, device=dev, dtype=torch.float32) for n in size]
-    for p in points_crop:
-        g = [torch.exp(-0.5 * ((grids[a] - p[a]) / sigma) ** 2) for a in range(3)]
-        out += g[0][:, None, None] * g[1][None, :, None] * g[2][None, None, :]
-    return out.clamp_(max=1.0)
+    """The point channel (:func:`~extremefast.pseudo.point_channel.gaussian_points`) on the
+    points' device: (6, 3) crop-space points -> (S0, S1, S2) float32."""
+    return gaussian_points(_TorchArrays(points_crop.device), points_crop, size, [float(sigma)] * 3, torch.float32)
+
+
+class _TorchArrays:
+    """The array functions :func:`gaussian_points` uses, as torch on one device."""
+
+    exp = staticmethod(torch.exp)
+
+    def __init__(self, device):
+        self.device = device
+
+    def zeros(self, shape, dtype):
+        return torch.zeros(shape, dtype=dtype, device=self.device)
+
+    def arange(self, n, dtype):
+        return torch.arange(n, dtype=dtype, device=self.device)
