@@ -111,3 +111,15 @@ def test_point_channel_is_one_formula_for_numpy_and_torch():
     got = point_channel_torch(torch.tensor(pts, dtype=torch.float32), (24, 20, 16), 2.5).numpy()
     # the same operations in float32; the two libraries' exp may differ in the last bit
     np.testing.assert_allclose(got, point_channel(pts.astype(np.float32), (24, 20, 16), 2.5), rtol=1e-6, atol=1e-7)
+
+
+def test_pseudo_label_resumes_unless_told_not_to(small_synthetic, tmp_path, cli):
+    out = tmp_path / "pl"
+    assert cli("pseudo-label", "--data", small_synthetic, "--organ", "spleen", "--out", out, "--workers", "1")[0] == 0
+    record = next(p for p in sorted(out.glob("*.json")) if p.name != "summary.json")
+    marker = record.stat().st_mtime_ns
+    assert cli("pseudo-label", "--data", small_synthetic, "--organ", "spleen", "--out", out, "--workers", "1")[0] == 0
+    assert record.stat().st_mtime_ns == marker  # kept
+    assert cli("pseudo-label", "--data", small_synthetic, "--organ", "spleen", "--out", out, "--workers", "1",
+               "--no-resume")[0] == 0
+    assert record.stat().st_mtime_ns != marker  # made again

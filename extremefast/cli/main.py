@@ -68,6 +68,8 @@ class OutputFormat(str, Enum):
     input = "input"
 
 DataOpt = Annotated[str, typer.Option("--data", help="A data folder (MSD layout, or with --points a plain folder of scans), a known name (msd_spleen) or 'synthetic'.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume", help="Keep what an earlier run in --out finished "
+                                                                  "(--no-resume: make everything afresh).")]
 DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="Where known data sets live (else $EXTREMEFAST_DATA_ROOT).")]
 LabelOpt = Annotated[Optional[int], typer.Option("--label", help="The organ's label value in the label maps.")]
 OrganOpt = Annotated[Optional[str], typer.Option("--organ", help="The organ's name as dataset.json gives it, e.g. spleen.")]
@@ -147,7 +149,7 @@ def data_info(
 @app.command("pseudo-label")
 def pseudo_label(
     data: DataOpt,
-    out: Annotated[Path, typer.Option("--out", help="Output folder; rerunning resumes.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     label: LabelOpt = None,
     organ: OrganOpt = None,
     data_root: DataRootOpt = None,
@@ -157,6 +159,7 @@ def pseudo_label(
     click_noise: Annotated[float, typer.Option("--click-noise", min=0.0, help="Simulated click noise, mm (0: exact extreme points).")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the click noise.")] = 0,
     points: ClicksOpt = None,
+    resume: ResumeOpt = True,
 ):
     """Random-walker pseudo labels from six clicks for every case (clicks from --points or from
     the masks), Dice against the masks where there are masks; a contact sheet of all cases."""
@@ -177,7 +180,7 @@ def pseudo_label(
         task = bar.add_task("pseudo labels", total=len(ds))
         summary = run_pseudo_labels(ds, value, out, config, workers=workers, click_noise_mm=click_noise, seed=seed,
                                     progress=lambda done, total: bar.update(task, completed=done, total=total),
-                                    points=paired, without_points=without)
+                                    points=paired, without_points=without, resume=resume)
     console.print(summary_table(summary))
     console.print(f"summary: {out / 'summary.json'}, contact sheet: {out / 'contact_sheet.png'}")
     skipped = [r for r in summary["cases"] if "skipped" in r]
@@ -283,8 +286,7 @@ def ablation(
     data_root: DataRootOpt = None,
     points: ClicksOpt = None,
     select_on_masks: SelectOpt = False,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue the variants' runs found in --out "
-                                                                      "(--no-resume: start each afresh).")] = True,
+    resume: ResumeOpt = True,
 ):
     """Run several variants on the same data and write the paper's Table 1 for them."""
     from extremefast.train.ablation import run_ablation

@@ -99,8 +99,11 @@ def _worker_init(threads: int):
 
 def run_pseudo_labels(dataset, label: int | None, out_dir, config: PseudoLabelConfig, *, workers: int | None = None,
                       click_noise_mm: float = 0.0, seed: int = 0, cases=None, progress=None,
-                      points: dict | None = None, without_points=()) -> dict:
+                      points: dict | None = None, without_points=(), resume: bool = True) -> dict:
     """Pseudo labels for ``cases`` (default: all) of ``dataset``; returns the summary.
+
+    With ``resume`` the cases finished in ``out_dir`` by an earlier run are kept (their record
+    is written last, so a finished case is a whole one); without, every case is made again.
 
     With ``points`` ({case name: points file}) the clicks are the annotator's and only those
     cases run (``without_points`` names the others, for the summary); the masks, where there
@@ -115,7 +118,7 @@ def run_pseudo_labels(dataset, label: int | None, out_dir, config: PseudoLabelCo
     todo = []
     for c in cases:
         done = out_dir / f"{c.name}.json"
-        if done.exists() and (out_dir / f"{c.name}.nii.gz").exists():
+        if resume and done.exists() and (out_dir / f"{c.name}.nii.gz").exists():
             try:
                 records[c.name] = read_json(done)
                 continue
