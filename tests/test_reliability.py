@@ -22,7 +22,7 @@ from extremefast.errors import DataError
 from extremefast.nifti import load_nifti, save_nifti, voxel_spacing
 from extremefast.predict import read_points, write_points
 from extremefast.pseudo import extreme_points
-from extremefast.pseudo.extreme_points import arrange_clicks
+from extremefast.data.points import arrange_clicks
 from extremefast.pseudo.roi import Box, crop_resample, paste_back
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,12 +7,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.points import check_points
 from ..errors import InputError
-from ..pseudo.extreme_points import check_points
+from ..model import (
+    TrainConfig,
+    build_model,
+    load_checkpoint,
+    network_input,
+    resolve_torch_device,
+)
 from ..pseudo.pseudo_label import normalise_intensity
 from ..pseudo.refine import refine_probability
 from ..pseudo.roi import check_spacing, paste_back, roi_box
-from ..model import TrainConfig, build_model, load_checkpoint, network_input, resolve_torch_device
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Paper steps 1-2: clicks -> crop -> scribbles -> seeds -> random-walker pseudo label."""
-from .extreme_points import arrange_clicks, check_points, extreme_points, simulate_clicks
+from ..data.points import arrange_clicks, check_points
+from .extreme_points import extreme_points, simulate_clicks
 from .geodesic import geodesic_scribbles, gradient_cost, shortest_path
 from .point_channel import point_channel
 from .pseudo_label import (PRESETS, PseudoLabel, PseudoLabelConfig, get_preset, normalise_intensity,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..data.points import check_points
 from ..errors import InputError
 
 
@@ -88,80 +89,7 @@ def simulate_clicks(points, mask, spacing, sigma_mm: float = 2.0, rng=None, max_
     return out
 
 
-def arrange_clicks(points, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
-    """Six clicks in any order -> three pairs of opposite extreme points, pair ``a`` on axis ``a``.
-
-    An annotator clicks the six extreme points in whatever order; the geodesic scribbles
-    join the two points of each pair. The pairing chosen is the one whose pairs lie farthest
-    apart along their axes (in mm, summed over the three axes): the two extreme points of an
-    axis span the organ's whole extent along it, no other pair spans more, so for exact
-    extreme points it is the true pairing, and with a few mm of click noise it changes only
-    where two extents nearly tie. Points already in that order come back unchanged.
-
-    Parameters
-    ----------
-    points : (6, 3) array of voxel coordinates.
-    spacing : voxel size in mm per axis.
-
-    Returns
-    -------
-    (6, 3) array, the same points reordered: ``2a`` and ``2a + 1`` are the pair on axis ``a``,
-    the lower coordinate first where the order had to change.
-    """
-    from itertools import permutations
-
-    pts = np.asarray(points)
-    if pts.shape != (6, 3):
-        raise InputError(f"expected six 3D points (6, 3), got shape {pts.shape}")
-    scale = np.asarray(spacing, dtype=np.float64)
-    coords = pts.astype(np.float64) * scale
-
-    def spread(order) -> float:
-        return sum(abs(coords[order[2 * a], a] - coords[order[2 * a + 1], a]) for a in range(3))
-
-    best = max(permutations(range(6)), key=spread)
-    if spread(range(6)) >= spread(best) - 1e-9:
-        return pts
-    order = []
-    for a in range(3):
-        i, j = best[2 * a], best[2 * a + 1]
-        order += [i, j] if pts[i, a] <= pts[j, a] else [j, i]
-    return pts[order]
-
-
 def jitter_points(points: np.ndarray, spacing, sigma_mm: float, rng: np.random.Generator, shape) -> np.ndarray:
     """Two-sided Gaussian click noise (mm) on every coordinate, kept inside the image."""
     noise = rng.normal(0.0, 1.0, points.shape) * (float(sigma_mm) / np.asarray(spacing, dtype=np.float64))
     return np.clip(np.rint(points + noise), 0, np.asarray(shape) - 1).astype(np.int64)
-
-
-def check_points(points, shape) -> np.ndarray:
-    """Six integer voxel points inside ``shape``, as a (6, 3) int64 array, or a clear error.
-
-    Parameters
-    ----------
-    points : array_like
-        Six 3D points (voxel coordinates; rounded to the nearest voxel).
-    shape : tuple of int
-        The image's shape.
-
-    Returns
-    -------
-    ndarray
-        (6, 3) int64 voxel indices. Raises :class:`~extremefast.InputError` for another shape,
-        NaN, a point outside the image or the two points of a pair on one voxel.
-    """
-    pts = np.asarray(points)
-    if pts.shape != (6, 3):
-        raise InputError(f"expected six 3D points (6, 3), got shape {pts.shape}")
-    if not np.all(np.isfinite(pts.astype(np.float64))):
-        raise InputError("points hold NaN or Inf")
-    pts = np.rint(pts).astype(np.int64)
-    bad = np.any((pts < 0) | (pts >= np.asarray(shape)), axis=1)
-    if bad.any():
-        n = int(np.argmax(bad))
-        raise InputError(f"point {n} {pts[n].tolist()} is outside the image of shape {tuple(shape)}")
-    for a in range(3):
-        if np.array_equal(pts[2 * a], pts[2 * a + 1]):
-            raise InputError(f"points {2 * a} and {2 * a + 1} (axis {a}) are the same voxel {pts[2 * a].tolist()}")
-    return pts

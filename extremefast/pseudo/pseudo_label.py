@@ -6,10 +6,10 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..data.points import check_points
 from ..errors import InputError
 from ..random_walk import random_walker
 from ..xp import module_of
-from .extreme_points import check_points
 from .geodesic import geodesic_scribbles, gradient_cost
 from .point_channel import point_channel
 from .roi import Box, check_spacing, crop_resample, paste_back, roi_box
