@@ -16,7 +16,8 @@ HEAVY = ("torch", "matplotlib", "h5py", "typer", "rich", "nibabel", "SimpleITK",
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", cwd=REPO,
+                          timeout=300)
 
 
 def test_random_walker_and_pseudo_labels_import_none_of_the_extras():
@@ -48,7 +49,7 @@ def test_prediction_does_not_import_the_trainer():
 
 def test_python_dash_m_runs_the_command_line():
     proc = subprocess.run([sys.executable, "-m", "extremefast", "--help"], capture_output=True, text=True,
-                          timeout=120)
+                          encoding="utf-8", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "pseudo-label" in proc.stdout and "train" in proc.stdout
 
@@ -69,14 +70,15 @@ def test_wheel_ships_the_cuda_sources_and_the_command_line(tmp_path):
     """The wheel holds what first use needs: the CUDA sources the op compiles from, and the CLI."""
     # built from a copy of the tree, so that the build leaves nothing in the checkout
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], capture_output=True, text=True,
-                            cwd=REPO, check=True).stdout.split("\n")
+                            encoding="utf-8", cwd=REPO, check=True).stdout.split("\n")
     source = tmp_path / "source"
     for name in filter(None, listed):
         if (REPO / name).is_file():
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, source / name)
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=600)
+                           "-w", str(tmp_path), str(source)], capture_output=True, text=True, encoding="utf-8",
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr
     wheel = next(tmp_path.glob("extremefast-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -208,7 +208,7 @@ def test_pseudo_label_cli_resumes_and_reports(small_synthetic, tmp_path, cli):
 
 def test_pseudo_label_cli_bad_label(small_synthetic, tmp_path, cli):
     code, _, err = cli("pseudo-label", "--data", small_synthetic, "--label", 42, "--out", tmp_path / "x")
-    assert code == 1 and "--label 42" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and "label 42" in err and len(err.strip().splitlines()) == 1
 
 
 def test_pseudo_label_on_shared_ct_spleen_touching_border(shared_data):
