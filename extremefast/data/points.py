@@ -77,12 +77,6 @@ def points_file_for(folder, case: str) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
-def points_case_name(path) -> str:
-    """The case a points file belongs to: its name without ``.mrk.json`` or ``.json``."""
-    name = Path(path).name
-    return next(name[: -len(ext)] for ext in POINTS_SUFFIXES + ("",) if name.endswith(ext))
-
-
 def list_points_files(folder) -> list[Path]:
     """Every points file of ``folder`` (``*.mrk.json``, ``*.json``), hidden files left out."""
     folder = Path(folder)
@@ -92,6 +86,18 @@ def list_points_files(folder) -> list[Path]:
                   if p.is_file() and p.name.endswith(POINTS_SUFFIXES) and not p.name.startswith("."))
 
 
+def match_points_files(points_dir, names) -> tuple[dict, list[str]]:
+    """Each of ``names`` (case or scan names) with its points file, by :func:`points_file_for`.
+
+    Returns ({name: points file or None}, names of the folder's points files that no name
+    pairs with): the one rule every command pairs scans and clicks by.
+    """
+    points_dir = Path(points_dir)
+    found = {n: points_file_for(points_dir, n) for n in names}
+    paired = set(found.values())
+    return found, [p.name for p in list_points_files(points_dir) if p not in paired]
+
+
 def pair_points(dataset, points_dir) -> tuple[dict, list[str]]:
     """({case name: points file}, names of cases without one) for the cases of ``dataset``.
 
@@ -99,13 +105,10 @@ def pair_points(dataset, points_dir) -> tuple[dict, list[str]]:
     without its scan is a typo or a missing scan, never something to ignore.
     """
     points_dir = Path(points_dir)
-    names = {c.name for c in dataset.cases}
-    orphans = [p.name for p in list_points_files(points_dir)
-               if points_case_name(p) not in names and points_case_name(p).removesuffix("_0000") not in names]
+    found, orphans = match_points_files(points_dir, [c.name for c in dataset.cases])
     if orphans:
         raise DataError(f"{points_dir}: no scan in {dataset.root} for the points file(s) {', '.join(orphans[:5])}; "
                         "name each points file after its scan (CASE.mrk.json beside CASE.nii.gz)")
-    found = {c.name: points_file_for(points_dir, c.name) for c in dataset.cases}
     paired = {n: p for n, p in found.items() if p is not None}
     if not paired:
         raise DataError(f"{points_dir}: no points file matches a scan of {dataset.root} (expected CASE.mrk.json or "

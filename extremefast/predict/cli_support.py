@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.points import list_points_files, points_case_name, points_file_for
+from ..data.points import match_points_files
 from ..errors import DataError, InputError
 from ..imageio import SUFFIXES, image_stem, image_suffix, is_dicom_folder, list_images
 from ..nifti import ensure_output_folder
@@ -42,18 +42,16 @@ def plan_predictions(image: Path, points: Path, out: Path, fmt: str = "nii.gz") 
     images = list_images(image)
     if not images:
         raise DataError(f"{image}: no scans (NIfTI, NRRD, MetaImage or DICOM-series folders)")
-    names = {image_stem(i) for i in images} | {image_stem(i).removesuffix("_0000") for i in images}
-    orphans = [p.name for p in list_points_files(points) if points_case_name(p) not in names]
+    found, orphans = match_points_files(points, [image_stem(i) for i in images])
     if orphans:
         raise DataError(f"{points}: no scan in {image} for the points file(s) {', '.join(orphans[:5])}")
     jobs, missing = [], []
     for img in images:
         stem = image_stem(img)
-        found = points_file_for(points, stem)
-        if found is None:
+        if found[stem] is None:
             missing.append(img.name)
         else:
-            jobs.append((img, found, stem.removesuffix("_0000")))
+            jobs.append((img, found[stem], stem.removesuffix("_0000")))
     if missing:
         raise DataError(f"{points}: no points file for {len(missing)} scan(s): {', '.join(missing[:5])}")
     out = ensure_output_folder(out)
