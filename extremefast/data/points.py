@@ -156,7 +156,9 @@ def read_points(path, affine, shape, *, voxel_affine=None) -> np.ndarray:
         raw, space = voxel_to_world(raw, voxel_affine), "RAS"
     voxel = raw if space == "voxel" else world_to_voxel(raw, affine, space)
     try:
-        return check_points(arrange_clicks(voxel, voxel_spacing(np.asarray(affine, dtype=np.float64))), shape)
+        # paired as the voxels they land on, so that float noise of the world round trip
+        # cannot break a tie between two pairings differently for the same voxels
+        return check_points(arrange_clicks(np.rint(voxel), voxel_spacing(np.asarray(affine, dtype=np.float64))), shape)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
 
