@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..data.points import check_points
+from ..data.points import check_points, read_points
 from ..errors import InputError
+from ..imageio import file_affine
 
 
 def extreme_points(mask) -> np.ndarray:
@@ -37,6 +38,40 @@ def extreme_points(mask) -> np.ndarray:
             centre = face.mean(axis=0)
             points[2 * axis + side] = face[np.argmin(((face - centre) ** 2).sum(axis=1))]
     return points
+
+
+def case_clicks(dataset, case, image, label: int | None, points_file=None):
+    """The clicks of one case of ``dataset`` and its mask, the one rule of every command.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    case : Case
+    image : Volume
+        The case's scan as ``dataset.load_image`` gives it.
+    label : int or None
+        The organ's label value in the case's mask (None: no mask is read).
+    points_file : path, optional
+        The annotator's clicks; without it the clicks are the mask's extreme points.
+
+    Returns
+    -------
+    (clicks, mask, clicks_from) or None
+        (6, 3) voxel indices, the organ's mask (None where there is none or it is empty; it
+        only gives Dice when the clicks come from a file) and ``"mask"`` or the file's path;
+        None when there is no points file and the mask has no voxel of ``label``.
+    """
+    mask = None
+    if label is not None and case.label_path is not None:
+        mask = dataset.load_labels(case, image).array == label
+        if not mask.any():
+            mask = None
+    if points_file is not None:
+        clicks = read_points(points_file, image.affine, image.shape, voxel_affine=file_affine(image))
+        return clicks, mask, str(points_file)
+    if mask is None:
+        return None
+    return extreme_points(mask), mask, "mask"
 
 
 def simulate_clicks(points, mask, spacing, sigma_mm: float = 2.0, rng=None, max_tries: int = 20) -> np.ndarray:

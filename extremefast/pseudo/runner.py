@@ -19,7 +19,7 @@ from ..errors import ExtremefastError
 from ..jsonio import read_json, write_json
 from ..metrics import dice, format_summary, summarise
 from ..nifti import ensure_output_folder
-from .extreme_points import extreme_points, simulate_clicks
+from .extreme_points import case_clicks, simulate_clicks
 from .pseudo_label import PseudoLabelConfig, normalise_intensity, pseudo_label_from_points, window_for_modality
 
 
@@ -29,30 +29,21 @@ def case_pseudo_label(dataset_root, case_name: str, label: int | None, config: P
     """One case: its clicks (from ``points_file``, else from its mask), the pseudo label,
     files written; returns the record and the case's contact-sheet tile."""
     from ..data.dataset import open_msd
-    from ..data.points import read_points
-    from ..imageio import file_affine, in_file_grid, save_image
+    from ..imageio import in_file_grid, save_image
     from ..viz import contact_tile
 
     t0 = time.perf_counter()
     ds = open_msd(dataset_root)
     case = ds.case(case_name)
     image = ds.load_image(case)
-    mask = None
-    if label is not None and case.label_path is not None:
-        mask = ds.load_labels(case, image).array == label
-    if points_file is not None:
-        points = read_points(points_file, image.affine, image.shape, voxel_affine=file_affine(image))
-        clicks_from = str(points_file)
-        if mask is not None and not mask.any():
-            mask = None
-    elif mask is None or not mask.any():
+    clicks = case_clicks(ds, case, image, label, points_file)
+    if clicks is None:
         where = case.label_path if case.label_path is not None else "its data set (no mask)"
         return {"case": case_name, "skipped": f"label {label} has no voxel in {where}"}, None
-    else:
-        points, clicks_from = extreme_points(mask), "mask"
-        if click_noise_mm > 0:
-            points = simulate_clicks(points, mask, image.spacing, click_noise_mm,
-                                     rng=np.random.default_rng([seed, _stable_hash(case_name)]))
+    points, mask, clicks_from = clicks
+    if clicks_from == "mask" and click_noise_mm > 0:
+        points = simulate_clicks(points, mask, image.spacing, click_noise_mm,
+                                 rng=np.random.default_rng([seed, _stable_hash(case_name)]))
     config = config.with_(window=window_for_modality(config.window, ds.modality))
     t1 = time.perf_counter()
     pl = pseudo_label_from_points(image.array, image.spacing, points, config)

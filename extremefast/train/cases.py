@@ -12,9 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.points import read_points
-from ..imageio import file_affine
-from ..pseudo.extreme_points import extreme_points
+from ..pseudo.extreme_points import case_clicks
 from ..pseudo.pseudo_label import normalise_intensity
 
 
@@ -44,18 +42,10 @@ def load_cases(dataset, cases, label: int | None, window, max_cases: int | None 
         if points is not None and case.name not in points:
             continue
         image = dataset.load_image(case)
-        mask = None
-        if label is not None and case.label_path is not None:
-            mask = dataset.load_labels(case, image).array == label
-            if not mask.any():
-                mask = None
-        if points is not None:
-            clicks = read_points(points[case.name], image.affine, image.shape, voxel_affine=file_affine(image))
-            source = str(points[case.name])
-        elif mask is None:
+        found = case_clicks(dataset, case, image, label, None if points is None else points[case.name])
+        if found is None:
             continue
-        else:
-            clicks, source = extreme_points(mask), "mask"
+        clicks, mask, source = found
         norm = normalise_intensity(image.array, window)
         out.append(CaseData(case.name, norm, image.spacing, image.affine, mask, clicks, source))
         if max_cases is not None and len(out) >= max_cases:
