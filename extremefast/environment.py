@@ -32,4 +32,7 @@ def environment_report() -> dict[str, str]:
 
     report["point-loss backends"] = ", ".join(available_backends())
     report["numba"] = report["numba"] + (" (usable)" if has_module("numba") else "")
+    from .threads import thread_report
+
+    report.update(thread_report())
     return report

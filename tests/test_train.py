@@ -131,3 +131,66 @@ def test_bad_training_inputs(phantoms, tmp_path):
     torch.save({"format": 999, "version": "9.9", "config": {}}, tmp_path / "future.pt")
     with pytest.raises(DataError, match="incompatible"):
         load_checkpoint(tmp_path / "future.pt")
+
+
+def test_a_round_must_gain_min_gain_to_be_kept(phantoms, tmp_path):
+    # with a gain no round can reach, round 1 stays the kept one and patience 1 stops after round 2
+    cfg = TrainConfig(variant="c", **dict(TINY, rounds=4, patience=1, min_gain=1.0))
+    summary = train(str(phantoms), None, "spleen", tmp_path / "g", cfg, device="cpu", log=lambda *_: None)
+    assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
+    assert summary["best_round"] == 1
+    # and with no minimum the same rounds keep whichever validated best
+    free = train(str(phantoms), None, "spleen", tmp_path / "f", cfg.with_(min_gain=0.0, rounds=2, patience=5),
+                 device="cpu", log=lambda *_: None)
+    vals = [r["val_dice"]["mean"] for r in free["rounds"][1:]]
+    assert free["best_round"] == 1 + vals.index(max(vals))
+
+
+def _rewrite_case(folder: Path, name: str, edit):
+    """Apply ``edit(image, label, affine) -> (image, label, affine)`` to one phantom case."""
+    import nibabel as nib
+    import numpy as np
+
+    img_path, lab_path = folder / "imagesTr" / f"{name}.nii.gz", folder / "labelsTr" / f"{name}.nii.gz"
+    img, lab = nib.load(img_path), nib.load(lab_path)
+    image, label, affine = edit(np.asarray(img.dataobj), np.asarray(lab.dataobj), img.affine.copy())
+    nib.save(nib.Nifti1Image(image, affine), img_path)
+    nib.save(nib.Nifti1Image(label, affine), lab_path)
+
+
+def test_awkward_cases_get_a_reason_or_a_note_not_a_crash(phantoms, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    data = tmp_path / "awkward"
+    shutil.copytree(phantoms, data)
+    names = sorted(p.name[: -len(".nii.gz")] for p in (data / "imagesTr").glob("*.nii.gz"))
+
+    def one_voxel(image, label, affine):  # the spleen shrunk to one voxel
+        spot = np.argwhere(label == 1)[0]
+        label = np.where(label == 1, 0, label).astype(label.dtype)
+        label[tuple(spot)] = 1
+        return image, label, affine
+
+    def cut_at_spleen(image, label, affine):  # the scan ends in the middle of the spleen
+        rows = np.where((label == 1).any(axis=(1, 2)))[0]
+        mid = (rows[0] + rows[-1]) // 2
+        return image[mid:], label[mid:], affine
+
+    def thick_slices(image, label, affine):  # 4 times thicker slices on the last axis
+        affine[:3, 2] *= 4
+        return image[:, :, ::4], label[:, :, ::4], affine
+
+    for name, edit in zip(names, (one_voxel, cut_at_spleen, thick_slices)):
+        _rewrite_case(data, name, edit)
+    lines = []
+    summary = train(str(data), None, "spleen", tmp_path / "out", TrainConfig(variant="c", **dict(TINY, rounds=1)),
+                    device="cpu", log=lines.append)
+    on_disk = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert set(on_disk["skipped_cases"]) == {names[0]}
+    assert "one voxel across axis" in on_disk["skipped_cases"][names[0]]
+    assert any("border" in n for n in on_disk["case_notes"][names[1]])
+    assert any("longer on one axis" in n for n in on_disk["case_notes"][names[2]])
+    assert any(l.startswith(f"{names[0]}: left out:") for l in lines)
+    assert summary["best_round"] == 1

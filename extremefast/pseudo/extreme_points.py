@@ -74,6 +74,53 @@ def case_clicks(dataset, case, image, label: int | None, points_file=None):
     return extreme_points(mask), mask, "mask"
 
 
+ANISOTROPY_NOTE = 3.0  # largest / smallest voxel size from which a case's spacing is noted
+SMALL_ORGAN_VOXELS = 200  # masks below this many voxels are noted as small
+
+
+def case_problems(points, image_shape, spacing, mask=None) -> tuple[str | None, list[str]]:
+    """Why a case cannot be used (or None), and notes on what makes its result less certain.
+
+    Unusable: two opposite clicks on one voxel (an organ one voxel across an axis at this
+    spacing: no scribble joins them). Noted: clicks on the scan's border (the organ may go on
+    outside the scan), a small organ, voxels far from cubic.
+
+    Parameters
+    ----------
+    points : array_like
+        (6, 3) voxel indices, pairs (0, 1), (2, 3), (4, 5).
+    image_shape : tuple of int
+    spacing : sequence of float
+        Voxel size, mm.
+    mask : ndarray, optional
+        The organ's mask, where there is one.
+
+    Returns
+    -------
+    (reason, notes)
+        ``reason`` one line, or None when the case can be used; ``notes`` one line each.
+    """
+    pts = np.rint(np.asarray(points, dtype=np.float64)).astype(np.int64)
+    shape = np.asarray(image_shape)
+    spacing = np.asarray(spacing, dtype=np.float64)
+    for a in range(3):
+        if pts[2 * a, a] == pts[2 * a + 1, a]:
+            return (f"the organ is one voxel across axis {a} ({spacing[a]:.3g} mm voxels): its two clicks on "
+                    f"that axis fall on one voxel, so no scribble joins them"), []
+    notes = []
+    on_border = sorted({a for a in range(3) for p in pts[2 * a: 2 * a + 2] if p[a] in (0, shape[a] - 1)})
+    if on_border:
+        notes.append(f"the organ touches the scan's border on axis {', '.join(map(str, on_border))}: it may go on "
+                     f"outside the scan, and the clicks there are where the scan ends")
+    if mask is not None and int(np.count_nonzero(mask)) < SMALL_ORGAN_VOXELS:
+        notes.append(f"a small organ ({int(np.count_nonzero(mask))} voxels): its Dice moves a lot with a few voxels")
+    ratio = float(spacing.max() / spacing.min())
+    if ratio >= ANISOTROPY_NOTE:
+        notes.append(f"voxels {' x '.join(f'{v:.3g}' for v in spacing)} mm ({ratio:.1f} times longer on one axis): "
+                     f"boundaries across the slices are coarse")
+    return None, notes
+
+
 def simulate_clicks(points, mask, spacing, sigma_mm: float = 2.0, rng=None, max_tries: int = 20) -> np.ndarray:
     """Points with two-sided Gaussian noise of ``sigma_mm`` per axis, kept inside the organ.
 

@@ -27,6 +27,11 @@ class PseudoLabelConfig:
         voxels (so the seeds scale with the organ).
     background_outside_box: voxels outside the clicks' bounding box are background seeds
         (the clicks say the organ lies inside it).
+    scribble_intensity_k: where > 0, only scribble voxels whose intensity lies within k robust
+        standard deviations (1.4826 x MAD) of the scribble's median seed the foreground, so a
+        path that leaves a concave organ does not seed what it crosses (0: every voxel).
+    background_intensity_k: where > 0, voxels inside the box farther than k robust standard
+        deviations from that median are background seeds (an intensity model of the organ).
     """
 
     crop_size: tuple[int, int, int] = (128, 128, 128)
@@ -42,6 +47,8 @@ class PseudoLabelConfig:
     rw_spacing: bool = False
     rw_tol: float = 1e-3
     point_sigma: float = 3.0
+    scribble_intensity_k: float = 0.0
+    background_intensity_k: float = 0.0
     preset: str = "custom"
 
     def with_(self, **kw) -> "PseudoLabelConfig":
@@ -227,6 +234,12 @@ def pseudo_label_crop(crop, points_crop, crop_spacing, config: PseudoLabelConfig
     return PseudoLabel(box, crop, np.asarray(points_crop), channel, problem.scribble, problem.seeds, prob)
 
 
+def _robust_centre(values) -> tuple[float, float]:
+    """Median and robust standard deviation (1.4826 x MAD, at least 0.01) of ``values``."""
+    centre = float(np.median(values))
+    return centre, max(1.4826 * float(np.median(np.abs(values - centre))), 0.01)
+
+
 @dataclass
 class RandomWalkerProblem:
     """What step 2 hands the random walker: the (smoothed) crop, seeds (0 unknown,
@@ -258,8 +271,24 @@ def random_walker_problem(crop, points_crop, crop_spacing, config: PseudoLabelCo
         hi = np.ceil(np.max(points_crop, axis=0)).astype(int) + 2
         outside = np.ones(size, dtype=bool)
         outside[tuple(slice(max(a, 0), b) for a, b in zip(lo, hi))] = False
-    seeds = scribble_seeds(scribble, r_fg, r_bg, spacing=norm_spacing if config.radii_relative else None,
+    fg_scribble = scribble
+    if config.scribble_intensity_k > 0 or config.background_intensity_k > 0:
+        centre, spread = _robust_centre(crop[scribble])
+        if config.scribble_intensity_k > 0:
+            inside = scribble & (np.abs(crop - centre) <= config.scribble_intensity_k * spread)
+            for p in pts_vox:  # the clicks themselves stay seeds whatever their intensity
+                inside[tuple(p)] = True
+            fg_scribble = inside
+        if config.background_intensity_k > 0:
+            far = np.abs(crop - centre) > config.background_intensity_k * spread
+            outside = far if outside is None else (outside | far)
+    seeds = scribble_seeds(fg_scribble, r_fg, r_bg, spacing=norm_spacing if config.radii_relative else None,
                            outside=outside)
+    if fg_scribble is not scribble:
+        # background distance still counts from the whole scribble (it is inside the box)
+        far_bg = scribble_seeds(scribble, r_fg, r_bg, spacing=norm_spacing if config.radii_relative else None,
+                                outside=outside)
+        seeds[(seeds == 1) & (far_bg != 1)] = 0
     if not np.any(seeds == 1):
         # a crop too small for the background radius: fall back to the crop's border
         border = np.ones(size, dtype=bool)

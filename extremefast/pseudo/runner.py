@@ -19,7 +19,8 @@ from ..errors import ExtremefastError
 from ..jsonio import read_json, write_json
 from ..metrics import dice, format_summary, summarise
 from ..nifti import ensure_output_folder
-from .extreme_points import case_clicks, simulate_clicks
+from ..threads import choose_threads
+from .extreme_points import case_clicks, case_problems, simulate_clicks
 from .pseudo_label import PseudoLabelConfig, normalise_intensity, pseudo_label_from_points, window_for_modality
 
 
@@ -41,6 +42,9 @@ def case_pseudo_label(dataset_root, case_name: str, label: int | None, config: P
         where = case.label_path if case.label_path is not None else "its data set (no mask)"
         return {"case": case_name, "skipped": f"label {label} has no voxel in {where}"}, None
     points, mask, clicks_from = clicks
+    reason, notes = case_problems(points, image.shape, image.spacing, mask)
+    if reason is not None:
+        return {"case": case_name, "skipped": reason}, None
     if clicks_from == "mask" and click_noise_mm > 0:
         points = simulate_clicks(points, mask, image.spacing, click_noise_mm,
                                  rng=np.random.default_rng([seed, _stable_hash(case_name)]))
@@ -59,6 +63,7 @@ def case_pseudo_label(dataset_root, case_name: str, label: int | None, config: P
         "points": points.tolist(),
         "box": pl.box.as_array().tolist(),
         "seconds": {"load": t1 - t0, "pseudo_label": t2 - t1, "paste_and_write": t3 - t2},
+        "notes": notes,
     }
     score = f"Dice {record['dice']:.3f}" if mask is not None else "no mask"
     if overlay:
@@ -118,7 +123,7 @@ def run_pseudo_labels(dataset, label: int | None, out_dir, config: PseudoLabelCo
         todo.append(c.name)
     if progress is not None:
         progress(len(records), len(cases))
-    workers = max(1, min(workers or (os.cpu_count() or 1), len(todo) or 1))
+    workers = max(1, min(workers or choose_threads()[0], len(todo) or 1))
     args = (str(dataset.root),)
 
     def job(name):

@@ -48,8 +48,13 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
                                              cases=None if paired is None else [c for c in ds.cases if c.name in paired])
     if config.max_cases is not None:
         train_cases = train_cases[: config.max_cases]
-    train_data = load_cases(ds, train_cases, value, config.window, points=paired)
-    val_data = load_cases(ds, val_cases, value, config.window, points=paired)
+    skipped, notes = {}, {}
+    train_data = load_cases(ds, train_cases, value, config.window, points=paired, skipped=skipped, notes=notes)
+    val_data = load_cases(ds, val_cases, value, config.window, points=paired, skipped=skipped, notes=notes)
+    for name, reason in skipped.items():
+        log(f"{name}: left out: {reason}")
+    for name, lines in notes.items():
+        log(f"{name}: note: {'; '.join(lines)}")
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
         if cuda_available():  # the random walker (CuPy) works on this rank's GPU too
@@ -62,16 +67,20 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
     torch.manual_seed(config.seed)
     rt = Runtime(dev, rank, world_size, log=log if rank == 0 else (lambda *_: None), progress=progress)
     summary = Scheme(config, train_data, val_data, out, rt, resume=resume).run()
-    if points is not None and rank == 0:
-        summary = _note_clicks(out, summary, points, without)
+    if rank == 0:
+        extra = dict(skipped_cases=skipped, case_notes=notes)
+        if points is not None:
+            extra.update(points_folder=str(points), cases_without_points=list(without))
+        summary = _add_to_summary(out, summary, extra)
     return summary
 
 
-def _note_clicks(out, summary: dict, points, without: list[str]) -> dict:
-    """Say in ``summary.json`` where the clicks came from and which cases had none."""
+def _add_to_summary(out, summary: dict, extra: dict) -> dict:
+    """Say in ``summary.json`` what the scheme itself does not know: where the clicks came
+    from, which cases had none, which were left out and why, the notes on the others."""
     from ..jsonio import write_json
 
-    summary = dict(summary, points_folder=str(points), cases_without_points=list(without))
+    summary = dict(summary, **extra)
     write_json(Path(out) / "summary.json", summary)
     return summary
 
@@ -83,8 +92,6 @@ def _worker(rank: int, world_size: int, port: int, kwargs: dict):
     backend = "nccl" if kwargs.get("device", "auto") != "cpu" and torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend, rank=rank, world_size=world_size)
     try:
-        if backend == "gloo":
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
         if backend == "gloo":
             kwargs = dict(kwargs, device="cpu")
         train(rank=rank, world_size=world_size, **kwargs)

@@ -8,8 +8,10 @@ next round's pseudo labels.
 
 Which round's model is kept, and when to stop, follows ``config.selection``:
 
-* ``"masks"``: the round with the best validation Dice against real masks (stopping after
-  ``patience`` rounds without gain), as the paper evaluates;
+* ``"masks"``: the round with the best validation Dice against real masks, as the paper
+  evaluates; a later round counts as better only when it gains at least ``config.min_gain``
+  (validation Dice over a few cases is noisy), and the rounds stop after ``patience`` rounds
+  without such a gain;
 * ``"settle"``: no mask at all. The rounds go on until the training cases' pseudo labels
   settle: the mean change between a round's labels and the previous round's (1 - Dice)
   falls below ``config.settle_change``; that round's model is kept. Every summary row records
@@ -32,6 +34,7 @@ from ..errors import DataError, InputError
 from ..jsonio import write_json
 from ..metrics import dice
 from ..model import TrainConfig, load_checkpoint, save_checkpoint, save_model
+from ..threads import adapt_threads, cpu_count
 from .cases import CaseData
 from .refresh import gather_pseudo, initial_pseudo_labels, refreshed_labels
 from .report import mask_dice, row_line, run_summary, save_figures
@@ -107,6 +110,7 @@ class Scheme:
         if resumed:
             rt.log(f"resuming at round {self.state['round']}, epoch {self.state['epoch']}")
         t0 = time.perf_counter()
+        self._adapt_threads()
         initial_pseudo_labels(self.train_cases + self.val_cases, cfg, self.cache, rt)
         if not self.rows:
             self.rows.append({"round": 0, "pseudo_label_dice": mask_dice(self.train_cases),
@@ -125,6 +129,7 @@ class Scheme:
         max_rounds = 1 if cfg.switches["full"] else cfg.rounds
         while self.state["round"] <= max_rounds and not self._stop():
             rnd = self.state["round"]
+            self._adapt_threads()
             t_round = time.perf_counter()
             while self.state["epoch"] < cfg.epochs_per_round * (cfg.rounds if cfg.switches["full"] else 1):
                 loss = self.trainer.train_epoch(rnd, self.state["epoch"])
@@ -165,7 +170,7 @@ class Scheme:
             if cfg.selection == "settle":
                 # mask-free: the latest round is the one kept
                 self.state.update(best_round=rnd, best_model=copy.deepcopy(self.state["best_state"]))
-            elif val["mean"] > self.state["best_val"]:
+            elif val["mean"] >= self.state["best_val"] + cfg.min_gain:
                 self.state.update(best_val=val["mean"], best_round=rnd, since_best=0,
                                   best_model=copy.deepcopy(self.state["best_state"]))
             else:
@@ -174,6 +179,10 @@ class Scheme:
             self.save_state()
             rt.log(row_line(row))
         return self.finish()
+
+    def _adapt_threads(self):
+        """CPU threads for the next stretch of work: the idle cores, shared among the ranks."""
+        adapt_threads(max(1, cpu_count() // self.rt.world_size), log=self.rt.log if self.rt.is_main else None)
 
     def _stop(self) -> bool:
         """Whether the rounds are over (besides the round limit), by ``config.selection``."""
