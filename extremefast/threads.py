@@ -1,19 +1,20 @@
 """CPU threads on a machine the tool may share (an annotator's viewer, a second run).
 
-Two rules, measured on the 2-core development CPU (README, "A CPU that is shared"):
+torch and Numba each run a pool of OpenMP threads, one per core by default. Beside a busy
+process on the 2-core development CPU, round 1 of the main job then took 2.6 times as long
+as alone, because a pool's threads wait for the one that shares its core with the other
+process (README, "A CPU that is shared"). So the training loop gives torch and Numba as many
+threads as there are cores left by the other processes, and asks again before every epoch
+and every refresh (:class:`CpuShare`): a run started beside a busy process, or joined by one,
+follows it within an epoch; on the same machine alone it runs on every core.
 
-* OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``): a thread that finishes its
-  share of a parallel loop sleeps instead of spinning on a core the other process needs.
-  torch and Numba each bring an OpenMP pool, which reads this once, when it loads; so the
-  command line sets it before either is imported (:func:`prefer_passive_wait`), and a value
-  the user set is kept.
-* The number of threads follows the cores that are idle: :func:`idle_cores` samples
-  ``/proc/stat`` for a moment while this process is between steps, and :func:`use_threads`
-  gives torch and Numba that many (at least one). The training loop asks again at each round,
-  so a run that starts beside a busy process, or is joined by one, follows it.
+The other processes' use is read without pausing: the busy time of all cores in
+``/proc/stat`` minus this process's own CPU time, over the last stretch of work. OpenMP's own
+wait policy is left as it is (a short spin, then sleep): ``OMP_WAIT_POLICY=PASSIVE`` cost
+20-25 % alone and gains nothing once the thread count follows the neighbours.
 
-``EXTREMEFAST_THREADS=N`` fixes the count (no sampling); so do ``OMP_NUM_THREADS`` and
-``NUMBA_NUM_THREADS`` when set, as the user's word.
+``EXTREMEFAST_THREADS=N`` fixes the count; so do ``OMP_NUM_THREADS`` and ``NUMBA_NUM_THREADS``
+when set, as the user's word.
 """
 from __future__ import annotations
 
@@ -25,11 +26,6 @@ THREADS_ENV = "EXTREMEFAST_THREADS"
 SAMPLE_SECONDS = 0.3
 
 
-def prefer_passive_wait() -> None:
-    """Make OpenMP pools loaded from now on wait passively, unless the user chose a policy."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def cpu_count() -> int:
     """Cores this process may run on (its affinity mask where the OS has one)."""
     try:
@@ -39,7 +35,7 @@ def cpu_count() -> int:
 
 
 def _cpu_times() -> tuple[float, float] | None:
-    """(idle, total) jiffies of all cores from /proc/stat; None off Linux."""
+    """(idle, total) clock ticks of all cores from /proc/stat; None off Linux."""
     try:
         with open("/proc/stat") as fh:
             fields = fh.readline().split()[1:]
@@ -101,16 +97,61 @@ def use_threads(n: int) -> None:
         pass
 
 
-def adapt_threads(limit: int | None = None, log=None) -> int:
-    """Choose (:func:`choose_threads`) and apply (:func:`use_threads`) the thread count;
-    ``log`` gets one line when the count changes from what torch used before."""
-    n, why = choose_threads(limit)
-    torch = sys.modules.get("torch")
-    before = torch.get_num_threads() if torch is not None else None
-    use_threads(n)
-    if log is not None and before is not None and before != n:
-        log(f"CPU threads: {n} ({why})")
-    return n
+class CpuShare:
+    """The thread count of the next stretch of work, from what the other processes used in
+    the last one (see the module's notes).
+
+    Parameters
+    ----------
+    limit : int, optional
+        At most this many threads (default: the cores this process may use).
+    log : callable, optional
+        Gets one line each time the count changes.
+    """
+
+    def __init__(self, limit: int | None = None, log=None):
+        self.limit = max(1, limit or cpu_count())
+        self.log = log
+        self.threads: int | None = None
+        self._mark = None
+
+    def _read(self):
+        times = _cpu_times()
+        if times is None:
+            return None
+        own = os.times()
+        return time.perf_counter(), times[1] - times[0], own.user + own.system
+
+    def others_busy(self) -> float | None:
+        """Cores the other processes kept busy since the last call (None: first call or no
+        /proc/stat)."""
+        now, before = self._read(), self._mark
+        self._mark = now
+        if now is None or before is None or now[0] - before[0] < 0.05:
+            return None
+        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        busy = (now[1] - before[1]) / ticks - (now[2] - before[2])
+        return max(0.0, busy / (now[0] - before[0]))
+
+    def adapt(self) -> int:
+        """Choose and apply (:func:`use_threads`) the count for what comes next."""
+        fixed = fixed_threads()
+        if fixed is not None:
+            n, why = fixed[0], f"set by {fixed[1]}"
+        else:
+            others = self.others_busy()
+            if others is None:
+                n, why = choose_threads(self.limit)
+            else:
+                free = (os.cpu_count() or 1) - others
+                n, why = max(1, min(self.limit, int(free + 0.5))), f"other processes kept {others:.1f} cores busy"
+        if n != self.threads:
+            use_threads(n)
+            if self.log is not None and self.threads is not None:
+                self.log(f"CPU threads: {n} ({why})")
+            self.threads = n
+            self._mark = self._read()  # the next interval starts with the new count
+        return n
 
 
 def thread_report() -> dict[str, str]:
@@ -121,6 +162,7 @@ def thread_report() -> dict[str, str]:
         "CPU cores usable": str(cpu_count()),
         "CPU cores idle now": "unknown" if idle is None else f"{idle:.1f}",
         "CPU threads": (f"{fixed[0]} (set by {fixed[1]})" if fixed else
-                        f"the idle cores, at least 1, checked at each round ({THREADS_ENV}=N fixes it)"),
-        "OpenMP wait policy": os.environ.get("OMP_WAIT_POLICY") or "OpenMP's default (the command line sets PASSIVE)",
+                        f"the cores other processes leave, at least 1, checked before every epoch "
+                        f"({THREADS_ENV}=N fixes it)"),
+        "OpenMP wait policy": os.environ.get("OMP_WAIT_POLICY") or "OpenMP's default (spin briefly, then sleep)",
     }

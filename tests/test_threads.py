@@ -42,15 +42,48 @@ def test_use_threads_sets_torch_and_numba():
         numba.set_num_threads(before[1])
 
 
-def test_command_line_makes_openmp_wait_passively_unless_told_otherwise():
-    env = {k: v for k, v in threads.os.environ.items() if k != "OMP_WAIT_POLICY"}
-    env["COLUMNS"] = "200"
-    for given, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
-        run_env = env if given is None else dict(env, OMP_WAIT_POLICY=given)
-        out = subprocess.run([sys.executable, "-m", "extremefast", "env"], env=run_env, capture_output=True,
-                             text=True, encoding="utf-8", check=True)
-        line = next(l for l in out.stdout.splitlines() if "OpenMP wait policy" in l)
-        assert line.split(":", 1)[1].strip() == expected
+def test_cpu_share_counts_other_processes_not_its_own(monkeypatch):
+    for name in (threads.THREADS_ENV, "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    clock = {"wall": 0.0, "idle": 0.0, "total": 0.0, "own": 0.0}
+    monkeypatch.setattr(threads, "_cpu_times", lambda: (clock["idle"], clock["total"]))
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: clock["wall"])
+    monkeypatch.setattr(threads.os, "times", lambda: threads.os.times_result((clock["own"], 0, 0, 0, 0)))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "idle_cores", lambda seconds=0: 2.0)
+    applied = []
+    monkeypatch.setattr(threads, "use_threads", applied.append)
+    ticks = threads.os.sysconf("SC_CLK_TCK")
+    share = threads.CpuShare(limit=2)
+    assert share.adapt() == 2  # first call: the idle cores
+
+    def elapse(seconds, own_cores, other_cores):
+        clock["wall"] += seconds
+        clock["own"] += seconds * own_cores
+        busy = seconds * (own_cores + other_cores)
+        clock["total"] += 2 * seconds * ticks
+        clock["idle"] += (2 * seconds - busy) * ticks
+
+    elapse(10, own_cores=2.0, other_cores=0.0)  # alone on both cores: stays at 2
+    assert share.adapt() == 2
+    elapse(10, own_cores=1.3, other_cores=0.7)  # a neighbour took a core's share: 1 thread
+    assert share.adapt() == 1
+    elapse(10, own_cores=1.0, other_cores=1.0)  # still there
+    assert share.adapt() == 1
+    elapse(10, own_cores=1.0, other_cores=0.05)  # gone again
+    assert share.adapt() == 2
+    assert applied == [2, 1, 2]
+
+
+def test_cpu_share_sees_a_real_busy_process():
+    if threads._cpu_times() is None:
+        pytest.skip("this OS gives no CPU times")
+    share = threads.CpuShare()
+    share.others_busy()
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    busy.wait()
+    others = share.others_busy()
+    assert others is not None and others >= 0.3  # 1.5 s of one busy core over the interval
 
 
 def test_env_reports_threads():

@@ -6,9 +6,6 @@ import sys
 
 def entry() -> None:
     """The console script: run the command line, or say in one line what it needs."""
-    from ..threads import prefer_passive_wait
-
-    prefer_passive_wait()  # before torch or Numba load their OpenMP pools
     try:
         from .main import main
     except ModuleNotFoundError as exc:

@@ -190,7 +190,7 @@ def pseudo_label(
 
 
 def _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed, point_loss_weight,
-                  select_on_masks=False):
+                  select_on_masks=False, max_cases=None):
     import torch
 
     from extremefast.model import default_config
@@ -199,7 +199,8 @@ def _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_,
     config = default_config(variant, cuda=cuda, seed=seed)
     overrides = {k: v for k, v in dict(rounds=rounds, epochs_per_round=epochs, crop_size=crop_size,
                                        batch_size=batch_size, amp=amp, compile=compile_,
-                                       point_loss_weight=point_loss_weight).items() if v is not None}
+                                       point_loss_weight=point_loss_weight, max_cases=max_cases).items()
+                 if v is not None}
     if select_on_masks:
         overrides["selection"] = "masks"
     return config.with_(**overrides)
@@ -213,6 +214,8 @@ AmpOpt = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 aut
 CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the network on CUDA.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the split, the click noise and the initialisation.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run: a GPU when one is visible (auto), or as named.")]
+TrainCasesOpt = Annotated[Optional[int], typer.Option(
+    "--train-cases", min=2, help="Train on at most this many of the training cases (the validation split is unchanged).")]
 AlphaOpt = Annotated[Optional[float], typer.Option("--point-loss-weight", help="alpha of L = Dice + alpha L_points.")]
 
 
@@ -237,6 +240,7 @@ def train(
     data_root: DataRootOpt = None,
     points: ClicksOpt = None,
     select_on_masks: SelectOpt = False,
+    train_cases: TrainCasesOpt = None,
 ):
     """The iterative weakly supervised scheme: random-walker init, then rounds of training and refresh."""
     from rich.progress import BarColumn, Progress, TextColumn
@@ -247,7 +251,7 @@ def train(
 
     device = device.value
     config = _train_config(variant.value, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed,
-                           point_loss_weight, select_on_masks)
+                           point_loss_weight, select_on_masks, train_cases)
     console.print(f"settings: {describe_sizes(config)}", highlight=False)
     kwargs = dict(data=data, label=label, organ=organ, out=out, config=config, data_root=data_root, device=device,
                   resume=resume, points=points)
@@ -287,13 +291,15 @@ def ablation(
     points: ClicksOpt = None,
     select_on_masks: SelectOpt = False,
     resume: ResumeOpt = True,
+    train_cases: TrainCasesOpt = None,
 ):
     """Run several variants on the same data and write the paper's Table 1 for them."""
     from extremefast.train.ablation import run_ablation
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
     table = run_ablation(names, out, lambda v: _train_config(v, rounds, epochs, crop_size, batch_size, None, None,
-                                                             device.value, seed, None, select_on_masks),
+                                                             device.value, seed, None, select_on_masks,
+                                                             train_cases),
                          data=data, label=label, organ=organ, data_root=data_root, device=device.value,
                          log=console.print,
                          points=points, resume=resume)

@@ -34,7 +34,7 @@ from ..errors import DataError, InputError
 from ..jsonio import write_json
 from ..metrics import dice
 from ..model import TrainConfig, load_checkpoint, save_checkpoint, save_model
-from ..threads import adapt_threads, cpu_count
+from ..threads import CpuShare, cpu_count
 from .cases import CaseData
 from .refresh import gather_pseudo, initial_pseudo_labels, refreshed_labels
 from .report import mask_dice, row_line, run_summary, save_figures
@@ -81,6 +81,8 @@ class Scheme:
         self.state = {"round": 0, "epoch": 0, "best_select": -1.0, "best_state": None, "best_val": -1.0,
                       "best_round": 0, "best_model": None, "since_best": 0}
         self._resume = resume
+        # CPU threads follow the cores other processes leave (shared among the ranks)
+        self.cpu = CpuShare(max(1, cpu_count() // runtime.world_size), log=runtime.log if runtime.is_main else None)
 
     # ------------------------------------------------------------------ checkpoints
     def save_state(self):
@@ -110,7 +112,7 @@ class Scheme:
         if resumed:
             rt.log(f"resuming at round {self.state['round']}, epoch {self.state['epoch']}")
         t0 = time.perf_counter()
-        self._adapt_threads()
+        self.cpu.adapt()
         initial_pseudo_labels(self.train_cases + self.val_cases, cfg, self.cache, rt)
         if not self.rows:
             self.rows.append({"round": 0, "pseudo_label_dice": mask_dice(self.train_cases),
@@ -129,9 +131,9 @@ class Scheme:
         max_rounds = 1 if cfg.switches["full"] else cfg.rounds
         while self.state["round"] <= max_rounds and not self._stop():
             rnd = self.state["round"]
-            self._adapt_threads()
             t_round = time.perf_counter()
             while self.state["epoch"] < cfg.epochs_per_round * (cfg.rounds if cfg.switches["full"] else 1):
+                self.cpu.adapt()
                 loss = self.trainer.train_epoch(rnd, self.state["epoch"])
                 score = self.trainer.selection_score()
                 if score > self.state["best_select"]:
@@ -151,6 +153,7 @@ class Scheme:
             if not cfg.switches["full"]:
                 previous = {c.name: c.pseudo for c in self.train_cases}
                 mine = self.train_cases[rt.rank::rt.world_size]
+                self.cpu.adapt()
                 t_refresh = time.perf_counter()
                 fresh, kept_previous = refreshed_labels(self.trainer, mine, cfg, rt)
                 refresh["refresh_seconds"] = time.perf_counter() - t_refresh
@@ -179,10 +182,6 @@ class Scheme:
             self.save_state()
             rt.log(row_line(row))
         return self.finish()
-
-    def _adapt_threads(self):
-        """CPU threads for the next stretch of work: the idle cores, shared among the ranks."""
-        adapt_threads(max(1, cpu_count() // self.rt.world_size), log=self.rt.log if self.rt.is_main else None)
 
     def _stop(self) -> bool:
         """Whether the rounds are over (besides the round limit), by ``config.selection``."""
