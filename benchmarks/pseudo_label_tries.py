@@ -58,7 +58,8 @@ def main():
     p.add_argument("--collections", default="ct_sarcoma,ct_headneck,ct_abdomen,mr_abdomen")
     args = p.parse_args()
     from extremefast.metrics import dice
-    from extremefast.pseudo import extreme_points, get_preset, pseudo_label_from_points, window_for_modality
+    from extremefast.pseudo import extreme_points, get_preset, pseudo_label_from_points
+    from extremefast.pseudo.pseudo_label import window_for_modality
 
     warnings.simplefilter("ignore")
     overrides = parse_overrides(args.set)

@@ -32,6 +32,12 @@ class PseudoLabelConfig:
         path that leaves a concave organ does not seed what it crosses (0: every voxel).
     background_intensity_k: where > 0, voxels inside the box farther than k robust standard
         deviations from that median are background seeds (an intensity model of the organ).
+    beyond_window: where > 0 and the organ lies above the window (the scribble's median
+        intensity saturates it: bone in a soft-tissue window), voxels farther than this
+        fraction of the window from the organ's end of it are background seeds, and only
+        scribble voxels within it seed the foreground: such an organ is told apart by its
+        intensity alone, and a path that crosses soft tissue between two arms of it (the
+        mandible's U) seeds nothing there.
     """
 
     crop_size: tuple[int, int, int] = (128, 128, 128)
@@ -49,6 +55,7 @@ class PseudoLabelConfig:
     point_sigma: float = 3.0
     scribble_intensity_k: float = 0.0
     background_intensity_k: float = 0.0
+    beyond_window: float = 0.0
     preset: str = "custom"
 
     def with_(self, **kw) -> "PseudoLabelConfig":
@@ -62,9 +69,11 @@ PRESETS = {
     # The paper's settings: radii 2 and 30 voxels in a 128^3 crop, scikit-image defaults.
     "paper": PseudoLabelConfig(preset="paper"),
     # Measured better on real scans and phantoms (docs/pseudo_labels.md): thicker foreground
-    # seeds, a sharper edge weighting (beta 4000 instead of 130) and background seeds
-    # outside the box the clicks span.
-    "default": PseudoLabelConfig(r_foreground=5.0, beta=4000.0, background_outside_box=True, preset="default"),
+    # seeds, a sharper edge weighting (beta 4000 instead of 130), background seeds
+    # outside the box the clicks span, and for an organ above the window (bone) an intensity
+    # rule (mandible of ct_headneck 0.543 -> 0.791 over 60 cases, no other organ changed).
+    "default": PseudoLabelConfig(r_foreground=5.0, beta=4000.0, background_outside_box=True, beyond_window=0.9,
+                                 preset="default"),
 }
 
 
@@ -234,6 +243,18 @@ def pseudo_label_crop(crop, points_crop, crop_spacing, config: PseudoLabelConfig
     return PseudoLabel(box, crop, np.asarray(points_crop), channel, problem.scribble, problem.seeds, prob)
 
 
+SATURATED = 0.98  # a scribble whose median lies above this saturates the window
+
+
+def _above_window(values) -> bool:
+    """Whether the organ lies above the window (the scribble's median intensity >= SATURATED).
+
+    Only the bright side: a scribble mostly at the window's dark end is as often a path that
+    left a soft-tissue organ through air (the right parotid of ct_headneck pt_92 ran half through
+    the air beside the ear, and the rule took its Dice from 0.61 to 0)."""
+    return float(np.median(values)) >= SATURATED
+
+
 def _robust_centre(values) -> tuple[float, float]:
     """Median and robust standard deviation (1.4826 x MAD, at least 0.01) of ``values``."""
     centre = float(np.median(values))
@@ -271,11 +292,18 @@ def random_walker_problem(crop, points_crop, crop_spacing, config: PseudoLabelCo
         hi = np.ceil(np.max(points_crop, axis=0)).astype(int) + 2
         outside = np.ones(size, dtype=bool)
         outside[tuple(slice(max(a, 0), b) for a, b in zip(lo, hi))] = False
-    fg_scribble = scribble
+    fg_scribble, near = scribble, None
+    if config.beyond_window > 0:
+        if _above_window(crop[scribble]):
+            near = crop >= config.beyond_window
+            fg_scribble = scribble & near
+            for p in pts_vox:  # the clicks themselves stay seeds whatever their intensity
+                fg_scribble[tuple(p)] = True
+            outside = ~near if outside is None else (outside | ~near)
     if config.scribble_intensity_k > 0 or config.background_intensity_k > 0:
         centre, spread = _robust_centre(crop[scribble])
         if config.scribble_intensity_k > 0:
-            inside = scribble & (np.abs(crop - centre) <= config.scribble_intensity_k * spread)
+            inside = fg_scribble & (np.abs(crop - centre) <= config.scribble_intensity_k * spread)
             for p in pts_vox:  # the clicks themselves stay seeds whatever their intensity
                 inside[tuple(p)] = True
             fg_scribble = inside
@@ -289,6 +317,8 @@ def random_walker_problem(crop, points_crop, crop_spacing, config: PseudoLabelCo
         far_bg = scribble_seeds(scribble, r_fg, r_bg, spacing=norm_spacing if config.radii_relative else None,
                                 outside=outside)
         seeds[(seeds == 1) & (far_bg != 1)] = 0
+    if near is not None and np.any((seeds == 2) & near):
+        seeds[(seeds == 2) & ~near] = 1  # the dilated seeds stop at the organ's intensity
     if not np.any(seeds == 1):
         # a crop too small for the background radius: fall back to the crop's border
         border = np.ones(size, dtype=bool)
