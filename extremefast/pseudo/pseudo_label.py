@@ -292,6 +292,7 @@ def random_walker_problem(crop, points_crop, crop_spacing, config: PseudoLabelCo
         hi = np.ceil(np.max(points_crop, axis=0)).astype(int) + 2
         outside = np.ones(size, dtype=bool)
         outside[tuple(slice(max(a, 0), b) for a, b in zip(lo, hi))] = False
+    box_out = np.zeros(size, dtype=bool) if outside is None else outside.copy()
     fg_scribble, near = scribble, None
     if config.beyond_window > 0:
         if _above_window(crop[scribble]):
@@ -319,6 +320,9 @@ def random_walker_problem(crop, points_crop, crop_spacing, config: PseudoLabelCo
         seeds[(seeds == 1) & (far_bg != 1)] = 0
     if near is not None and np.any((seeds == 2) & near):
         seeds[(seeds == 2) & ~near] = 1  # the dilated seeds stop at the organ's intensity
+        # the intensity, not the distance from the scribble, says what is background inside the
+        # box: far arms of the organ (the mandible's rami) stay unknown
+        seeds[(seeds == 1) & near & ~box_out] = 0
     if not np.any(seeds == 1):
         # a crop too small for the background radius: fall back to the crop's border
         border = np.ones(size, dtype=bool)
