@@ -26,6 +26,10 @@ class CaseData:
     points: np.ndarray       # the six clicks (extreme points), voxel indices
     clicks_from: str = "mask"  # "mask" or the points file they were read from
     pseudo: np.ndarray | None = None  # current pseudo label, original grid, float32
+    # the scan's own intensities, kept until round 0 has made its pseudo label: the random walker
+    # there crops them before windowing, as `extremefast pseudo-label` does (windowing first
+    # blurs thin bright structures, the mandible, into ramps the geodesic path avoids)
+    raw: np.ndarray | None = None
 
 
 def load_cases(dataset, cases, label: int | None, window, max_cases: int | None = None,
@@ -58,7 +62,7 @@ def load_cases(dataset, cases, label: int | None, window, max_cases: int | None 
         if case_notes:
             notes[case.name] = case_notes
         norm = normalise_intensity(image.array, window)
-        out.append(CaseData(case.name, norm, image.spacing, image.affine, mask, clicks, source))
+        out.append(CaseData(case.name, norm, image.spacing, image.affine, mask, clicks, source, raw=image.array))
         if max_cases is not None and len(out) >= max_cases:
             break
     return out

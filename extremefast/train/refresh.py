@@ -28,11 +28,16 @@ def initial_pseudo_labels(cases: list[CaseData], config: TrainConfig, cache: Arr
     todo = [c for c in cases if c.pseudo is None]
     mine = todo[rt.rank::rt.world_size]
     for case in mine:
-        pl = pseudo_label_from_points(case.image, case.spacing, case.points, preset.with_(window=(0.0, 1.0)))
+        if case.raw is not None:
+            pl = pseudo_label_from_points(case.raw, case.spacing, case.points, preset.with_(window=config.window))
+        else:
+            pl = pseudo_label_from_points(case.image, case.spacing, case.points, preset.with_(window=(0.0, 1.0)))
         case.pseudo = pl.in_image_space()
         if rt.is_main or rt.world_size > 1:
             cache.put(f"r0_{case.name}", {"pseudo": case.pseudo})
     gather_pseudo(todo, cache, rt)
+    for case in cases:
+        case.raw = None  # round 0 is done: only the windowed image is used from here on
 
 
 def gather_pseudo(todo: list[CaseData], cache: ArrayCache, rt, rnd: int = 0):
