@@ -194,3 +194,23 @@ def test_awkward_cases_get_a_reason_or_a_note_not_a_crash(phantoms, tmp_path):
     assert any("longer on one axis" in n for n in on_disk["case_notes"][names[2]])
     assert any(l.startswith(f"{names[0]}: left out:") for l in lines)
     assert summary["best_round"] == 1
+
+
+def test_round_zero_equals_the_pseudo_label_of_the_scan(shared_data, tmp_path):
+    # training's round 0 crops the scan's own intensities before windowing, as pseudo-label does
+    import numpy as np
+
+    from extremefast.data import open_msd
+    from extremefast.data.cache import ArrayCache
+    from extremefast.pseudo import get_preset, pseudo_label_from_points
+    from extremefast.train.cases import load_cases
+    from extremefast.train.refresh import initial_pseudo_labels
+    from extremefast.train.scheme import Runtime
+
+    ds = open_msd(shared_data / "ct_headneck")
+    cfg = TrainConfig(variant="f")
+    cases = load_cases(ds, ds.cases[1:2], 7, cfg.window)
+    direct = pseudo_label_from_points(cases[0].raw, cases[0].spacing, cases[0].points, get_preset(cfg.pseudo_preset))
+    initial_pseudo_labels(cases, cfg, ArrayCache(tmp_path / "cache"), Runtime(torch.device("cpu"), log=lambda *_: None))
+    assert np.array_equal(cases[0].pseudo, direct.in_image_space())
+    assert cases[0].raw is None  # freed once round 0 is made
