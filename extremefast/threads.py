@@ -24,6 +24,7 @@ import time
 
 THREADS_ENV = "EXTREMEFAST_THREADS"
 SAMPLE_SECONDS = 0.3
+HYSTERESIS = 0.6  # cores by which the free ones must differ from the thread count to change it
 
 
 def cpu_count() -> int:
@@ -133,6 +134,16 @@ class CpuShare:
         busy = (now[1] - before[1]) / ticks - (now[2] - before[2])
         return max(0.0, busy / (now[0] - before[0]))
 
+    def _follow(self, others: float) -> int:
+        """The count for ``others`` busy cores, with a margin against noise: it changes only when
+        the free cores differ from the present count by at least HYSTERESIS (alone, the readings
+        between epochs wander by up to half a core; a busy neighbour reads 0.7-1.0)."""
+        free = (os.cpu_count() or 1) - others
+        current = self.threads or self.limit
+        if abs(free - current) < HYSTERESIS:
+            return current
+        return max(1, min(self.limit, int(free + 1.0 - HYSTERESIS)))
+
     def adapt(self) -> int:
         """Choose and apply (:func:`use_threads`) the count for what comes next."""
         fixed = fixed_threads()
@@ -143,8 +154,7 @@ class CpuShare:
             if others is None:
                 n, why = choose_threads(self.limit)
             else:
-                free = (os.cpu_count() or 1) - others
-                n, why = max(1, min(self.limit, int(free + 0.5))), f"other processes kept {others:.1f} cores busy"
+                n, why = self._follow(others), f"other processes kept {others:.1f} cores busy"
         if n != self.threads:
             use_threads(n)
             if self.log is not None and self.threads is not None:

@@ -66,9 +66,13 @@ def test_cpu_share_counts_other_processes_not_its_own(monkeypatch):
 
     elapse(10, own_cores=2.0, other_cores=0.0)  # alone on both cores: stays at 2
     assert share.adapt() == 2
+    elapse(10, own_cores=1.5, other_cores=0.5)  # half a core of noise: no change
+    assert share.adapt() == 2
     elapse(10, own_cores=1.3, other_cores=0.7)  # a neighbour took a core's share: 1 thread
     assert share.adapt() == 1
     elapse(10, own_cores=1.0, other_cores=1.0)  # still there
+    assert share.adapt() == 1
+    elapse(10, own_cores=1.0, other_cores=0.5)  # half a core: stays at 1
     assert share.adapt() == 1
     elapse(10, own_cores=1.0, other_cores=0.05)  # gone again
     assert share.adapt() == 2
