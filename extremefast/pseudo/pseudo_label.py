@@ -255,6 +255,12 @@ def _above_window(values) -> bool:
     return float(np.median(values)) >= SATURATED
 
 
+def _with_clicks(scribble, points) -> np.ndarray:
+    """``scribble`` (modified) with the clicks' voxels set: they seed whatever their intensity."""
+    scribble[tuple(np.asarray(points).T)] = True
+    return scribble
+
+
 def _robust_centre(values) -> tuple[float, float]:
     """Median and robust standard deviation (1.4826 x MAD, at least 0.01) of ``values``."""
     centre = float(np.median(values))
@@ -297,17 +303,13 @@ def random_walker_problem(crop, points_crop, crop_spacing, config: PseudoLabelCo
     if config.beyond_window > 0:
         if _above_window(crop[scribble]):
             near = crop >= config.beyond_window
-            fg_scribble = scribble & near
-            for p in pts_vox:  # the clicks themselves stay seeds whatever their intensity
-                fg_scribble[tuple(p)] = True
+            fg_scribble = _with_clicks(scribble & near, pts_vox)
             outside = ~near if outside is None else (outside | ~near)
     if config.scribble_intensity_k > 0 or config.background_intensity_k > 0:
         centre, spread = _robust_centre(crop[scribble])
         if config.scribble_intensity_k > 0:
-            inside = fg_scribble & (np.abs(crop - centre) <= config.scribble_intensity_k * spread)
-            for p in pts_vox:  # the clicks themselves stay seeds whatever their intensity
-                inside[tuple(p)] = True
-            fg_scribble = inside
+            fg_scribble = _with_clicks(fg_scribble & (np.abs(crop - centre) <= config.scribble_intensity_k * spread),
+                                       pts_vox)
         if config.background_intensity_k > 0:
             far = np.abs(crop - centre) > config.background_intensity_k * spread
             outside = far if outside is None else (outside | far)

@@ -28,10 +28,9 @@ def initial_pseudo_labels(cases: list[CaseData], config: TrainConfig, cache: Arr
     todo = [c for c in cases if c.pseudo is None]
     mine = todo[rt.rank::rt.world_size]
     for case in mine:
-        if case.raw is not None:
-            pl = pseudo_label_from_points(case.raw, case.spacing, case.points, preset.with_(window=config.window))
-        else:
-            pl = pseudo_label_from_points(case.image, case.spacing, case.points, preset.with_(window=(0.0, 1.0)))
+        if case.raw is None:
+            raise DataError(f"{case.name}: the scan's own intensities, which round 0 crops, are no longer held")
+        pl = pseudo_label_from_points(case.raw, case.spacing, case.points, preset.with_(window=config.window))
         case.pseudo = pl.in_image_space()
         if rt.is_main or rt.world_size > 1:
             cache.put(f"r0_{case.name}", {"pseudo": case.pseudo})
