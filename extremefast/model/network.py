@@ -79,6 +79,29 @@ def network_input(case_tensor: torch.Tensor, box: Box, points: np.ndarray, confi
     return x, crops[1:], pc
 
 
+def predict_probability(model: torch.nn.Module, x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """The organ's probability (S, S, S) on the input crop ``x`` (C, S, S, S), averaged with the
+    prediction of the left-right mirrored crop where ``config.mirror_average`` (axis 0 of the
+    LPS-oriented grid; the point channel is mirrored with the image).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        In eval mode, called under no_grad (and autocast) by the caller.
+    x : torch.Tensor
+    config : TrainConfig
+
+    Returns
+    -------
+    torch.Tensor
+        float32 probability.
+    """
+    p = model(x[None])[0, 0].float()
+    if config.mirror_average:
+        p = 0.5 * (p + torch.flip(model(torch.flip(x[None], (2,)))[0, 0].float(), (0,)))
+    return p
+
+
 def resolve_torch_device(device: str, rank: int = 0) -> torch.device:
     """``"auto"`` (a GPU where PyTorch sees one), ``"cpu"`` or ``"cuda"`` (rank ``rank``'s GPU).
 

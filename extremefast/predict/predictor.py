@@ -14,11 +14,12 @@ from ..model import (
     build_model,
     load_checkpoint,
     network_input,
+    predict_probability,
     resolve_torch_device,
 )
 from ..pseudo.pseudo_label import normalise_intensity
 from ..pseudo.refine import refine_probability
-from ..pseudo.roi import check_spacing, paste_back, roi_box
+from ..pseudo.roi import check_spacing, clip_to_clicks, paste_back, roi_box
 
 
 @dataclass
@@ -72,8 +73,10 @@ class Predictor:
         volume = torch.from_numpy(norm[None]).to(self.device)
         x, _, _ = network_input(volume, box, pts, cfg)
         with torch.no_grad():
-            p = self.model(x[None])[0, 0].float().cpu().numpy()
+            p = predict_probability(self.model, x, cfg).cpu().numpy()
         prob = paste_back(p, box, order=1)
+        if cfg.clip_to_clicks:
+            prob = clip_to_clicks(prob, pts)
         if refine:
             prob = refine_probability(prob, norm, pts, spacing, pad_mm=cfg.pad_mm, crop_size=cfg.rw_crop_size,
                                       radius=cfg.rw_radius, beta=cfg.refine_beta)

@@ -11,7 +11,6 @@ from ..errors import DataError
 from ..model import TrainConfig
 from ..pseudo.pseudo_label import get_preset, pseudo_label_from_points
 from ..pseudo.refine import refine_probabilities
-from ..pseudo.roi import paste_back
 from ..xp import cuda_available
 from .cases import CaseData
 from .trainer import Trainer
@@ -74,14 +73,13 @@ def refreshed_labels(trainer: Trainer, cases: list[CaseData], config: TrainConfi
     out, items, names = {}, [], []
     kept_previous = 0
     for case in cases:
-        p, box, _ = trainer.predict_crop(case)
-        if not (p >= 0.5).any():
+        prob = trainer.predict_image(case)
+        if not (prob >= 0.5).any():
             # an empty prediction (an under-trained network whose soft Dice optimum stays
             # below 0.5) would erase the organ from every later round: keep the current label
             kept_previous += 1
             out[case.name] = case.pseudo
             continue
-        prob = paste_back(p.astype(np.float32), box, order=1)
         if not config.switches["rw_regularise"]:
             out[case.name] = prob
             continue

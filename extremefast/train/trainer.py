@@ -7,10 +7,10 @@ import torch
 from ..losses import point_loss
 from ..losses.dice import dice_loss
 from ..metrics import dice, summarise
-from ..model import TrainConfig, build_model, network_input, unwrap
+from ..model import TrainConfig, build_model, network_input, predict_probability, unwrap
 from ..model.network import crop_volumes
 from ..pseudo.extreme_points import jitter_points
-from ..pseudo.roi import Box, paste_back, roi_box
+from ..pseudo.roi import Box, clicks_mask_in_crop, clip_to_clicks, paste_back, roi_box
 from .cases import CaseData
 
 
@@ -100,16 +100,29 @@ class Trainer:
         return float(np.mean(losses))
 
     @torch.no_grad()
-    def predict_crop(self, case: CaseData) -> tuple[np.ndarray, Box, np.ndarray]:
-        """The model's probability in the canonical crop, the box and the image crop."""
+    def predict_crop(self, case: CaseData, clip: bool = True) -> tuple[np.ndarray, Box, np.ndarray]:
+        """The model's probability in the canonical crop, the box and the image crop.
+
+        ``clip``: 0 at crop voxels outside the clicks' box (where ``config.clip_to_clicks``);
+        :meth:`predict_image` clips on the image's own, finer grid instead.
+        """
         box = canonical_box(case, self.config)
         x, _, _ = network_input(self.case_tensor(case), box, case.points, self.config)
         self.model.eval()
         raw = unwrap(self.model)
         use_amp = self.config.amp and self.rt.device.type == "cuda"
         with torch.autocast(device_type=self.rt.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            p = raw(x[None])[0, 0].float()
-        return p.cpu().numpy(), box, x[0].cpu().numpy()
+            p = predict_probability(raw, x, self.config).cpu().numpy()
+        if clip and self.config.clip_to_clicks:
+            p = p * clicks_mask_in_crop(box, case.points)
+        return p, box, x[0].cpu().numpy()
+
+    def predict_image(self, case: CaseData) -> np.ndarray:
+        """The model's probability on the case's grid (float32), 0 outside the clicks' box where
+        ``config.clip_to_clicks``."""
+        p, box, _ = self.predict_crop(case, clip=False)
+        prob = paste_back(p.astype(np.float32), box, order=1)
+        return clip_to_clicks(prob, case.points) if self.config.clip_to_clicks else prob
 
     def selection_score(self) -> float:
         """Dice against the pseudo labels of the held-back training cases (no real mask).
@@ -131,6 +144,5 @@ class Trainer:
         for case in cases:
             if case.mask is None:
                 continue
-            p, box, _ = self.predict_crop(case)
-            scores.append(dice(paste_back(p, box), case.mask))
+            scores.append(dice(self.predict_image(case), case.mask))
         return summarise(scores)
