@@ -241,3 +241,52 @@ def test_hausdorff95_matches_monai():
     ref = monai_metrics.compute_hausdorff_distance(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None],
                                                    include_background=True, percentile=95, spacing=[1.5, 1.0, 2.0])
     assert hausdorff95(a, b, spacing=(1.5, 1.0, 2.0)) == pytest.approx(float(ref), rel=1e-6)
+
+
+def test_clip_to_clicks_keeps_exactly_the_clicks_box():
+    from extremefast.pseudo.roi import clicks_mask_in_crop, clip_to_clicks, roi_box
+
+    rng = np.random.default_rng(3)
+    prob = rng.random((20, 24, 18)).astype(np.float32)
+    pts = np.array([[3, 10, 9], [15, 11, 8], [9, 4, 7], [8, 19, 9], [9, 12, 2], [10, 11, 14]])
+    out = clip_to_clicks(prob, pts)
+    # plain reference: a voxel is kept when every coordinate lies between the clicks' extremes
+    idx = np.indices(prob.shape)
+    inside = np.all([(idx[a] >= pts[:, a].min()) & (idx[a] <= pts[:, a].max()) for a in range(3)], axis=0)
+    np.testing.assert_array_equal(out, np.where(inside, prob, 0))
+    assert out is not prob and prob.min() > 0  # the input is left as it was
+    # the crop-space mask at zoom 1 (crop = image box) is the same box
+    box = roi_box(pts, (1.0, 1.0, 1.0), prob.shape, pad_mm=0.0, size=(13, 16, 13))
+    crop_inside = inside[tuple(slice(a, b) for a, b in zip(box.start, box.stop))]
+    np.testing.assert_array_equal(clicks_mask_in_crop(box, pts), crop_inside)
+
+
+def test_mirror_average_is_the_mean_with_the_left_right_flip(trained):
+    from extremefast.model import predict_probability
+
+    predictor = Predictor.from_checkpoint(trained)
+    cfg, model = predictor.config, predictor.model
+    x = torch.rand(cfg.in_channels, 32, 32, 32)
+    with torch.no_grad():
+        plain = model(x[None])[0, 0]
+        mirrored = model(x.flip(1)[None])[0, 0].flip(0)
+        got = predict_probability(model, x, cfg)
+        alone = predict_probability(model, x, cfg.with_(mirror_average=False))
+    torch.testing.assert_close(got, (plain + mirrored) / 2)
+    torch.testing.assert_close(alone, plain)
+    assert not torch.allclose(plain, mirrored)  # the check above compares two different things
+
+
+def test_prediction_is_zero_outside_the_clicks_box(trained, unseen):
+    predictor = Predictor.from_checkpoint(trained)
+    image_path = sorted((unseen / "imagesTr").glob("*.nii.gz"))[0]
+    volume = load_nifti(image_path)
+    truth = load_nifti(unseen / "labelsTr" / image_path.name, dtype=None).array == SPLEEN
+    pts = extreme_points(truth)
+    prob = predictor.predict(volume.array, pts, spacing=volume.spacing)
+    lo, hi = pts.min(0), pts.max(0) + 1
+    inner = np.zeros(prob.shape, bool)
+    inner[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
+    assert prob[~inner].max() == 0 and prob[inner].max() > 0.5
+    predictor.config = predictor.config.with_(clip_to_clicks=False)
+    assert predictor.predict(volume.array, pts, spacing=volume.spacing)[~inner].max() > 0
