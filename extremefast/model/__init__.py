@@ -6,5 +6,5 @@ from .config import (SELECTIONS, VARIANT_NAMES, VARIANTS, TrainConfig, cpu_defau
 from .network import build_model, network_input, predict_probability, resolve_torch_device, unwrap
 
 __all__ = ["TrainConfig", "VARIANTS", "VARIANT_NAMES", "SELECTIONS", "default_config", "cpu_defaults",
-           "describe_sizes", "build_model", "network_input", "resolve_torch_device", "unwrap", "load_checkpoint",
+           "describe_sizes", "build_model", "network_input", "predict_probability", "resolve_torch_device", "unwrap", "load_checkpoint",
            "save_checkpoint", "save_model"]
