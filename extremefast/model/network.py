@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..errors import BackendUnavailable, InputError
 from ..nn import SegResNet
 from ..pseudo.point_channel import gaussian_points
-from ..pseudo.roi import Box
+from ..pseudo.roi import Box, clip_to_clicks, paste_back
 from .config import TrainConfig
 
 
@@ -100,6 +100,28 @@ def predict_probability(model: torch.nn.Module, x: torch.Tensor, config: TrainCo
     if config.mirror_average:
         p = 0.5 * (p + torch.flip(model(torch.flip(x[None], (2,)))[0, 0].float(), (0,)))
     return p
+
+
+def probability_on_image(p: np.ndarray, box: Box, points, config: TrainConfig) -> np.ndarray:
+    """A crop's probability (:func:`predict_probability`) pasted back onto the image's grid
+    (float32), 0 outside the clicks' box where ``config.clip_to_clicks``.
+
+    Parameters
+    ----------
+    p : ndarray
+        Probability of shape ``box.size``.
+    box : Box
+        The crop it was predicted on.
+    points : ndarray
+        (6, 3) voxel indices of the clicks.
+    config : TrainConfig
+
+    Returns
+    -------
+    ndarray
+    """
+    prob = paste_back(p.astype(np.float32), box, order=1)
+    return clip_to_clicks(prob, points) if config.clip_to_clicks else prob
 
 
 def resolve_torch_device(device: str, rank: int = 0) -> torch.device:

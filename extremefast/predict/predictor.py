@@ -15,11 +15,12 @@ from ..model import (
     load_checkpoint,
     network_input,
     predict_probability,
+    probability_on_image,
     resolve_torch_device,
 )
 from ..pseudo.pseudo_label import normalise_intensity
 from ..pseudo.refine import refine_probability
-from ..pseudo.roi import check_spacing, clip_to_clicks, paste_back, roi_box
+from ..pseudo.roi import check_spacing, roi_box
 
 
 @dataclass
@@ -74,9 +75,7 @@ class Predictor:
         x, _, _ = network_input(volume, box, pts, cfg)
         with torch.no_grad():
             p = predict_probability(self.model, x, cfg).cpu().numpy()
-        prob = paste_back(p, box, order=1)
-        if cfg.clip_to_clicks:
-            prob = clip_to_clicks(prob, pts)
+        prob = probability_on_image(p, box, pts, cfg)
         if refine:
             prob = refine_probability(prob, norm, pts, spacing, pad_mm=cfg.pad_mm, crop_size=cfg.rw_crop_size,
                                       radius=cfg.rw_radius, beta=cfg.refine_beta)

@@ -7,10 +7,10 @@ import torch
 from ..losses import point_loss
 from ..losses.dice import dice_loss
 from ..metrics import dice, summarise
-from ..model import TrainConfig, build_model, network_input, predict_probability, unwrap
+from ..model import TrainConfig, build_model, network_input, predict_probability, probability_on_image, unwrap
 from ..model.network import crop_volumes
 from ..pseudo.extreme_points import jitter_points
-from ..pseudo.roi import Box, clicks_mask_in_crop, clip_to_clicks, paste_back, roi_box
+from ..pseudo.roi import Box, clicks_mask_in_crop, roi_box
 from .cases import CaseData
 
 
@@ -121,8 +121,7 @@ class Trainer:
         """The model's probability on the case's grid (float32), 0 outside the clicks' box where
         ``config.clip_to_clicks``."""
         p, box, _ = self.predict_crop(case, clip=False)
-        prob = paste_back(p.astype(np.float32), box, order=1)
-        return clip_to_clicks(prob, case.points) if self.config.clip_to_clicks else prob
+        return probability_on_image(p, box, case.points, self.config)
 
     def selection_score(self) -> float:
         """Dice against the pseudo labels of the held-back training cases (no real mask).
