@@ -283,7 +283,7 @@ def _robust_centre(values) -> tuple[float, float]:
     return centre, max(1.4826 * float(np.median(np.abs(values - centre))), 0.01)
 
 
-def inward_samples(crop, points, depth: float = 4.0) -> np.ndarray:
+def inward_samples(crop, points, depth: float) -> np.ndarray:
     """Intensities just inside the organ by its clicks: the 3x3x3 voxels around each click moved
     ``depth`` voxels (at most half the organ's extent) along its axis towards the opposite click.
     An extreme point lies on the organ's edge and the organ lies on that side of it, so these
