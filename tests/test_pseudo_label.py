@@ -435,6 +435,31 @@ def test_plain_paths_join_only_where_the_intensity_fits():
     assert added.any() and np.all(joined.image[added] > 0.2)  # fat (-100 HU, 0.15 of the window) never joins
 
 
+def test_plain_path_runs_join_only_where_they_touch_the_organ_paths():
+    # a box organ and, beyond fat, a blob of the organ's intensity; a hand-made first path runs
+    # inside the organ from a click, and a second stretch of it lies in the blob
+    from extremefast.pseudo.geodesic import gradient_cost
+    from extremefast.pseudo.pseudo_label import _organ_paths
+
+    rng = np.random.default_rng(3)
+    crop = 0.15 + rng.normal(0, 0.005, (40, 40, 40))
+    crop[8:24, 8:24, 8:24] = 0.5 + rng.normal(0, 0.03, (16, 16, 16))
+    crop[30:36, 30:36, 14:20] = 0.5 + rng.normal(0, 0.03, (6, 6, 6))
+    organ = np.zeros(crop.shape, dtype=bool)
+    organ[8:24, 8:24, 8:24] = True
+    pts = extreme_points(organ)
+    plain = np.zeros(crop.shape, dtype=bool)
+    plain[8:16, 15, 15] = True  # inside, from the click on axis 0's low side
+    plain[31:35, 33, 16] = True  # in the blob
+    config = get_preset("default")
+    cost = gradient_cost(crop, np.ones(3))
+    alone = _organ_paths(crop, cost, np.zeros_like(plain), pts, np.ones(3), config)
+    joined = _organ_paths(crop, cost, plain, pts, np.ones(3), config)
+    added = joined & ~alone
+    assert np.all(joined[8:16, 15, 15]) and not added[30:36, 30:36, 14:20].any()
+    assert np.all(organ[added])
+
+
 def test_organ_paths_lift_fatty_and_wrapped_sarcomas(shared_data):
     # (when written: STS_007 0.235 -> 0.683, STS_013 0.218 -> 0.640)
     for name, new, old in _default_against(shared_data, "ct_sarcoma", ("STS_007", "STS_013"), 1,

@@ -47,7 +47,7 @@ class PseudoLabelConfig:
         wrapped round muscle).
     plain_path_k: with ``path_intensity_weight``, voxels of the first (gradient-only) paths
         within this many robust standard deviations of the organ's intensity also seed the
-        foreground (0: only the second paths).
+        foreground where such a run of them touches the second paths (0: only the second paths).
     """
 
     crop_size: tuple[int, int, int] = (128, 128, 128)
@@ -304,14 +304,18 @@ def inward_samples(crop, points, depth: float) -> np.ndarray:
 def _organ_paths(crop, cost, plain, points, spacing, config: PseudoLabelConfig) -> np.ndarray:
     """Scribbles that keep to the organ's intensity (the clicks' inward samples): the paths of
     ``cost`` plus ``path_intensity_weight`` x its mean per robust standard deviation beyond
-    ``path_intensity_free`` from that intensity, joined by the voxels of the ``plain`` paths
-    within ``plain_path_k`` robust standard deviations of it."""
+    ``path_intensity_free`` from that intensity, joined by the runs of ``plain`` path voxels
+    within ``plain_path_k`` robust standard deviations of it that touch those paths (a run that
+    does not left the organ and met tissue of the organ's intensity elsewhere)."""
     centre, spread = _robust_centre(inward_samples(crop, points, config.path_intensity_depth))
     deviation = np.abs(crop - centre) / spread
     penalty = config.path_intensity_weight * float(cost.mean()) * np.maximum(deviation - config.path_intensity_free, 0.0)
     scribble = geodesic_scribbles(cost + penalty, points, spacing)
     if config.plain_path_k > 0:
-        scribble |= plain & (deviation <= config.plain_path_k)
+        cube = np.ones((3, 3, 3), dtype=bool)
+        runs, _ = ndi.label(plain & (deviation <= config.plain_path_k), structure=cube)
+        touching = np.unique(runs[ndi.binary_dilation(scribble, structure=cube)])
+        scribble |= np.isin(runs, touching[touching > 0])
     return scribble
 
 
