@@ -52,6 +52,18 @@ def test_variant_runs_and_writes_outputs(phantoms, tmp_path, variant):
     assert ckpt["config"]["variant"] == variant and ckpt["crop_size"] == 32
 
 
+@pytest.mark.parametrize("variant, expected", [("c", {1: 3, 2: 2}), ("full", {1: 5})])
+def test_first_round_trains_its_own_epochs(phantoms, tmp_path, variant, expected):
+    # full supervision gets the epochs every round of a weak variant would have, in one go
+    epochs = {}
+    cfg = TrainConfig(variant=variant, **dict(TINY, first_round_epochs=3))
+    train(str(phantoms), 1, None, tmp_path / variant, cfg, device="cpu", log=lambda *_: None,
+          progress=lambda rnd, epoch, loss, score: epochs.__setitem__(rnd, epoch))
+    assert epochs == expected
+    with pytest.raises(InputError):
+        TrainConfig(first_round_epochs=0)
+
+
 def test_same_seed_gives_same_curve(phantoms, tmp_path):
     cfg = TrainConfig(variant="c", **TINY)
     a = train(str(phantoms), 1, None, tmp_path / "a", cfg, device="cpu", log=lambda *_: None)

@@ -260,10 +260,10 @@ def train(
     else:
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                       console=err_console, transient=True) as bar:
-            task = bar.add_task("training", total=config.epochs_per_round, info="")
+            task = bar.add_task("training", total=config.epochs_of_round(1), info="")
 
             def progress(rnd, epoch, loss, score):
-                bar.update(task, description=f"round {rnd}", completed=epoch,
+                bar.update(task, description=f"round {rnd}", completed=epoch, total=config.epochs_of_round(rnd),
                            info=f"loss {loss:.3f}, selection Dice {score:.3f}")
 
             summary = run_train(log=console.print, progress=progress, **kwargs)

@@ -41,6 +41,9 @@ class TrainConfig:
     rounds: int = 20
     patience: int = 3
     epochs_per_round: int = 20
+    # round 1 learns from the random walker's labels, the largest step of the scheme (paper,
+    # section 4); None: epochs_per_round like the others
+    first_round_epochs: int | None = None
     steps_per_epoch: int | None = None
     batch_size: int = 4
     crop_size: int = 128
@@ -97,7 +100,8 @@ class TrainConfig:
             raise InputError(f"crop size must be a multiple of 8 and >= 16, got {self.crop_size}")
         if self.selection is not None and self.selection not in SELECTIONS:
             raise InputError(f"unknown round selection {self.selection!r}; choose one of {', '.join(SELECTIONS)}")
-        if self.batch_size < 1 or self.epochs_per_round < 1:
+        first = self.epochs_per_round if self.first_round_epochs is None else self.first_round_epochs
+        if min(self.batch_size, self.epochs_per_round, first) < 1:
             raise InputError("batch size and epochs per round must be >= 1")
         self.blocks_down = tuple(self.blocks_down)
         self.blocks_up = tuple(self.blocks_up)
@@ -114,6 +118,14 @@ class TrainConfig:
         from ..pseudo.pseudo_label import get_preset
 
         return self.rw_beta or get_preset(self.pseudo_preset).beta
+
+    def epochs_of_round(self, rnd: int) -> int:
+        """Epochs round ``rnd`` (from 1) trains; full supervision trains once, for the epochs
+        all rounds of a weak variant would have."""
+        first = self.first_round_epochs or self.epochs_per_round
+        if self.switches["full"]:
+            return first + (self.rounds - 1) * self.epochs_per_round
+        return first if rnd == 1 else self.epochs_per_round
 
     @property
     def in_channels(self) -> int:
@@ -180,6 +192,9 @@ def describe_sizes(config: TrainConfig) -> str:
     -------
     str
     """
+    first = (f" (the first {config.first_round_epochs})"
+             if config.first_round_epochs not in (None, config.epochs_per_round) else "")
     return (f"crop {config.crop_size}^3, batch {config.batch_size}, up to {config.rounds} rounds of "
-            f"{config.epochs_per_round} epochs" + (f" x {config.steps_per_epoch} steps" if config.steps_per_epoch else "")
+            f"{config.epochs_per_round} epochs{first}"
+            + (f" x {config.steps_per_epoch} steps" if config.steps_per_epoch else "")
             + f", random-walker crop {config.rw_crop_size}^3")

@@ -132,7 +132,7 @@ class Scheme:
         while self.state["round"] <= max_rounds and not self._stop():
             rnd = self.state["round"]
             t_round = time.perf_counter()
-            while self.state["epoch"] < cfg.epochs_per_round * (cfg.rounds if cfg.switches["full"] else 1):
+            while self.state["epoch"] < cfg.epochs_of_round(rnd):
                 self.cpu.adapt()
                 loss = self.trainer.train_epoch(rnd, self.state["epoch"])
                 score = self.trainer.selection_score()
