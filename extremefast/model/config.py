@@ -42,7 +42,8 @@ class TrainConfig:
     patience: int = 3
     epochs_per_round: int = 20
     # round 1 learns from the random walker's labels, the largest step of the scheme (paper,
-    # section 4); None: epochs_per_round like the others
+    # section 4); None: epochs_per_round like the others. On ct_sarcoma (f, CPU sizes) 30 epochs
+    # in round 1 gave 0.773 against 0.772 with 10 (docs/table1_real_ct_history.md)
     first_round_epochs: int | None = None
     steps_per_epoch: int | None = None
     batch_size: int = 4
@@ -100,8 +101,7 @@ class TrainConfig:
             raise InputError(f"crop size must be a multiple of 8 and >= 16, got {self.crop_size}")
         if self.selection is not None and self.selection not in SELECTIONS:
             raise InputError(f"unknown round selection {self.selection!r}; choose one of {', '.join(SELECTIONS)}")
-        first = self.epochs_per_round if self.first_round_epochs is None else self.first_round_epochs
-        if min(self.batch_size, self.epochs_per_round, first) < 1:
+        if min(self.batch_size, self.epochs_per_round, self.round_one_epochs) < 1:
             raise InputError("batch size and epochs per round must be >= 1")
         self.blocks_down = tuple(self.blocks_down)
         self.blocks_up = tuple(self.blocks_up)
@@ -122,10 +122,13 @@ class TrainConfig:
     def epochs_of_round(self, rnd: int) -> int:
         """Epochs round ``rnd`` (from 1) trains; full supervision trains once, for the epochs
         all rounds of a weak variant would have."""
-        first = self.first_round_epochs or self.epochs_per_round
         if self.switches["full"]:
-            return first + (self.rounds - 1) * self.epochs_per_round
-        return first if rnd == 1 else self.epochs_per_round
+            return self.round_one_epochs + (self.rounds - 1) * self.epochs_per_round
+        return self.round_one_epochs if rnd == 1 else self.epochs_per_round
+
+    @property
+    def round_one_epochs(self) -> int:
+        return self.epochs_per_round if self.first_round_epochs is None else self.first_round_epochs
 
     @property
     def in_channels(self) -> int:

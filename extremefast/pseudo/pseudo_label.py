@@ -306,7 +306,8 @@ def _organ_paths(crop, cost, plain, points, spacing, config: PseudoLabelConfig) 
     ``cost`` plus ``path_intensity_weight`` x its mean per robust standard deviation beyond
     ``path_intensity_free`` from that intensity, joined by the runs of ``plain`` path voxels
     within ``plain_path_k`` robust standard deviations of it that touch those paths (a run that
-    does not left the organ and met tissue of the organ's intensity elsewhere)."""
+    does not touch them lies where the first path left the organ and met tissue of the organ's
+    intensity elsewhere)."""
     centre, spread = _robust_centre(inward_samples(crop, points, config.path_intensity_depth))
     deviation = np.abs(crop - centre) / spread
     penalty = config.path_intensity_weight * float(cost.mean()) * np.maximum(deviation - config.path_intensity_free, 0.0)
