@@ -195,8 +195,7 @@ def describe_sizes(config: TrainConfig) -> str:
     -------
     str
     """
-    first = (f" (the first {config.first_round_epochs})"
-             if config.first_round_epochs not in (None, config.epochs_per_round) else "")
+    first = f" (the first {config.round_one_epochs})" if config.round_one_epochs != config.epochs_per_round else ""
     return (f"crop {config.crop_size}^3, batch {config.batch_size}, up to {config.rounds} rounds of "
             f"{config.epochs_per_round} epochs{first}"
             + (f" x {config.steps_per_epoch} steps" if config.steps_per_epoch else "")

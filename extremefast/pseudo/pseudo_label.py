@@ -87,7 +87,7 @@ PRESETS = {
     # outside the box the clicks span, and for an organ above the window (bone) an intensity
     # rule (mandible of ct_headneck 0.543 -> 0.791 over 60 cases, no other organ changed).
     # Scribbles keep to the organ's intensity as the clicks' inward samples give it (ct_sarcoma
-    # 0.643 -> 0.748 over 25 tumours, MR pancreas 0.503 -> 0.632; docs/pseudo_labels.md).
+    # 0.643 -> 0.749 over 25 tumours, MR pancreas 0.503 -> 0.669; docs/pseudo_labels.md).
     "default": PseudoLabelConfig(r_foreground=5.0, beta=4000.0, background_outside_box=True, beyond_window=0.9,
                                  path_intensity_weight=0.5, plain_path_k=3.0, preset="default"),
 }
