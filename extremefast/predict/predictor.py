@@ -78,7 +78,7 @@ class Predictor:
         prob = probability_on_image(p, box, pts, cfg)
         if refine:
             prob = refine_probability(prob, norm, pts, spacing, pad_mm=cfg.pad_mm, crop_size=cfg.rw_crop_size,
-                                      radius=cfg.rw_radius, beta=cfg.refine_beta)
+                                      radius=cfg.rw_radius, beta=cfg.refine_beta, ridge_above=cfg.rw_ridge_seeds)
         return np.clip(prob, 0.0, 1.0).astype(np.float32)
 
 

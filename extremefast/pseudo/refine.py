@@ -16,20 +16,22 @@ from .seeds import BACKGROUND, FOREGROUND, UNKNOWN, uncertainty_seeds
 
 
 def refine_probability(prob, image, points, spacing, *, pad_mm: float, crop_size: int, radius: float,
-                       beta: float, device: str = "auto") -> np.ndarray:
+                       beta: float, ridge_above: float | None = None, device: str = "auto") -> np.ndarray:
     """``prob`` (original grid) regularised by the random walker: P >= 0.5 and P < 0.5,
-    each eroded by a ball of ``radius`` crop voxels, are the seeds; the band between is
-    solved on a ``crop_size``^3 crop of the normalised ``image`` around the clicks.
+    each eroded by a ball of ``radius`` crop voxels, are the seeds (with the confident ridge
+    of thin parts, ``ridge_above``: :func:`~extremefast.pseudo.seeds.uncertainty_seeds`);
+    the band between is solved on a ``crop_size``^3 crop of the normalised ``image`` around
+    the clicks.
 
     Returns ``prob`` unchanged where the band leaves no foreground, background or
     unknown voxel to work with.
     """
     return refine_probabilities([(prob, image, points, spacing)], pad_mm=pad_mm, crop_size=crop_size,
-                                radius=radius, beta=beta, device=device)[0]
+                                radius=radius, beta=beta, ridge_above=ridge_above, device=device)[0]
 
 
 def refine_probabilities(items, *, pad_mm: float, crop_size: int, radius: float, beta: float,
-                         device: str = "auto") -> list[np.ndarray]:
+                         ridge_above: float | None = None, device: str = "auto") -> list[np.ndarray]:
     """:func:`refine_probability` for many cases: ``items`` is a sequence of
     ``(prob, image, points, spacing)``; returns the refined probabilities (numpy, original
     grids) in order. On a GPU everything but the seed preprocessing of the random walker
@@ -41,7 +43,8 @@ def refine_probabilities(items, *, pad_mm: float, crop_size: int, radius: float,
     for i, (prob, image, points, spacing) in enumerate(items):
         out.append(prob)
         box = roi_box(points, spacing, image.shape, pad_mm, (crop_size,) * 3)
-        seeds = uncertainty_seeds(crop_resample(xp.asarray(prob, dtype=np.float32), box, order=1), radius)
+        seeds = uncertainty_seeds(crop_resample(xp.asarray(prob, dtype=np.float32), box, order=1), radius,
+                                   ridge_above=ridge_above)
         if not _has_band(seeds):
             continue
         todo.append(i)

@@ -52,9 +52,15 @@ def scribble_seeds(scribble, r_foreground: float = 2.0, r_background: float = 30
     return seeds
 
 
-def uncertainty_seeds(probability, radius: float = 4.0, spacing=None) -> np.ndarray:
+def uncertainty_seeds(probability, radius: float = 4.0, spacing=None, ridge_above: float | None = None) -> np.ndarray:
     """Seeds from a prediction (paper step 4): P >= 0.5 and P < 0.5 each eroded by a ball of
     ``radius``; the band between them is unknown (0). CuPy input is processed on its GPU.
+
+    Erosion leaves no seed in a part thinner than ``2 * radius`` (the mandible's rami at CPU
+    crop sizes), and the random walk then wears that part away from round to round.
+    ``ridge_above`` keeps a foreground seed along the middle of such parts: the voxels of
+    P >= 0.5 on the ridge of their distance to P < 0.5 (no larger distance among their 26
+    neighbours) where P >= ``ridge_above``.
 
     Parameters
     ----------
@@ -63,6 +69,9 @@ def uncertainty_seeds(probability, radius: float = 4.0, spacing=None) -> np.ndar
     radius : float
         Erosion radius, voxels (mm with ``spacing``).
     spacing : sequence of float, optional
+    ridge_above : float, optional
+        Probability from which a ridge voxel is a foreground seed; None: erosion alone, as
+        the paper.
 
     Returns
     -------
@@ -78,6 +87,9 @@ def uncertainty_seeds(probability, radius: float = 4.0, spacing=None) -> np.ndar
         if bool(region.any()):
             dist, power = _distance(am, region, spacing)
             seeds[dist > radius ** power] = value
+            if value == FOREGROUND and ridge_above is not None:
+                ridge = region & (dist >= am.ndimage.maximum_filter(dist, size=3)) & (p >= ridge_above)
+                seeds[ridge] = FOREGROUND
     return seeds
 
 

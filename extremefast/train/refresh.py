@@ -89,6 +89,6 @@ def refreshed_labels(trainer: Trainer, cases: list[CaseData], config: TrainConfi
         names.append(case.name)
     device = "cuda" if (rt.device.type == "cuda" and cuda_available()) else "cpu"
     refined = refine_probabilities(items, pad_mm=config.pad_mm, crop_size=config.rw_crop_size, radius=config.rw_radius,
-                                   beta=config.refine_beta, device=device)
+                                   beta=config.refine_beta, ridge_above=config.rw_ridge_seeds, device=device)
     out.update(zip(names, refined))
     return out, kept_previous
