@@ -14,16 +14,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-import torch
+from training_tries import saved_model
 
-from extremefast.data.dataset import open_dataset, train_val_split
+import numpy as np
+
 from extremefast.metrics import dice
-from extremefast.model import TrainConfig, load_checkpoint
 from extremefast.pseudo.refine import refine_probabilities
-from extremefast.train.cases import load_cases
-from extremefast.train.scheme import Runtime
-from extremefast.train.trainer import Trainer
 
 
 def main():
@@ -34,16 +30,7 @@ def main():
     ap.add_argument("--model", required=True, help="model.pt of a training run")
     ap.add_argument("--ridge", default="none,0.8", help="comma-separated: none or a probability")
     args = ap.parse_args()
-    ckpt = load_checkpoint(args.model)
-    config = TrainConfig.from_dict(ckpt["config"])
-    ds = open_dataset(args.data)
-    value = ds.organ_label(args.label, args.organ, clicks_given=False)
-    train, _ = train_val_split(ds, config.n_val, seed=config.seed)
-    cases = load_cases(ds, train[: config.max_cases], value, config.window)
-    for case in cases:  # the trainer's crops carry a target volume; none is needed here
-        case.pseudo = np.zeros(case.image.shape, np.float32)
-    trainer = Trainer(config, Runtime(torch.device("cpu")), cases, cases)
-    trainer.network.load_state_dict(ckpt["model"])
+    config, cases, trainer = saved_model(args.data, args.label, args.organ, args.model, split="training")
     items = [(trainer.predict_image(c), c.image, c.points, c.spacing) for c in cases]
     print(f"{len(cases)} training cases; network {np.mean([dice(i[0], c.mask) for i, c in zip(items, cases)]):.4f}")
     for ridge in args.ridge.split(","):

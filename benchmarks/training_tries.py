@@ -36,18 +36,29 @@ from extremefast.train.scheme import Runtime
 from extremefast.train.trainer import Trainer
 
 
-def score(data: str, label, organ, out: Path) -> dict:
-    """Validation Dice of ``out/model.pt``: the network's prediction and the refined one."""
-    ckpt = load_checkpoint(out / "model.pt")
+def saved_model(data: str, label, organ, model_path, split: str = "validation"):
+    """A run's saved model on its own split: (config, cases, trainer holding the weights).
+
+    ``split``: "validation" (its validation cases) or "training" (the ones it trained on,
+    ``max_cases`` as the run had them).
+    """
+    ckpt = load_checkpoint(model_path)
     config = TrainConfig.from_dict(ckpt["config"])
     ds = open_dataset(data)
     value = ds.organ_label(label, organ, clicks_given=False)
-    _, val = train_val_split(ds, config.n_val, seed=config.seed)
-    cases = load_cases(ds, val, value, config.window)
-    for case in cases:  # the trainer's crops carry a target volume; validation has none
+    train_cases, val = train_val_split(ds, config.n_val, seed=config.seed)
+    chosen = val if split == "validation" else train_cases[: config.max_cases]
+    cases = load_cases(ds, chosen, value, config.window)
+    for case in cases:  # the trainer's crops carry a target volume; none is needed here
         case.pseudo = np.zeros(case.image.shape, np.float32)
     trainer = Trainer(config, Runtime(torch.device("cpu")), cases, cases)
     trainer.network.load_state_dict(ckpt["model"])
+    return config, cases, trainer
+
+
+def score(data: str, label, organ, out: Path) -> dict:
+    """Validation Dice of ``out/model.pt``: the network's prediction and the refined one."""
+    config, cases, trainer = saved_model(data, label, organ, out / "model.pt")
     plain, refined = [], []
     for case in cases:
         prob = trainer.predict_image(case)
