@@ -352,6 +352,8 @@ def test_ridge_seeds_keep_thin_parts_that_erosion_leaves_without_seeds():
     worn = dice(refine_probability(*args, **kw), mask)
     kept = dice(refine_probability(*args, ridge_above=0.8, **kw), mask)
     assert kept > max(0.9, worn + 0.15)  # (0.964 against 0.739 when written)
+    with pytest.raises(InputError, match="ridge_above"):
+        uncertainty_seeds(prob, 4.0, ridge_above=0.3)
 
 
 def _bright_u(shape=(40, 40, 24)):

@@ -107,6 +107,8 @@ class TrainConfig:
             raise InputError(f"unknown round selection {self.selection!r}; choose one of {', '.join(SELECTIONS)}")
         if min(self.batch_size, self.epochs_per_round, self.round_one_epochs) < 1:
             raise InputError("batch size and epochs per round must be >= 1")
+        if self.rw_ridge_seeds is not None and not 0.5 <= self.rw_ridge_seeds <= 1.0:
+            raise InputError(f"rw_ridge_seeds must lie in [0.5, 1] or be None, got {self.rw_ridge_seeds}")
         self.blocks_down = tuple(self.blocks_down)
         self.blocks_up = tuple(self.blocks_up)
         if self.window is not None:

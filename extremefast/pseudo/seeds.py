@@ -78,6 +78,8 @@ def uncertainty_seeds(probability, radius: float = 4.0, spacing=None, ridge_abov
     ndarray
         int32 seeds: 2 foreground, 1 background, 0 the band to solve.
     """
+    if ridge_above is not None and not 0.5 <= ridge_above <= 1.0:
+        raise InputError(f"ridge_above must lie in [0.5, 1] (a probability of the foreground) or be None, got {ridge_above}")
     am = module_of(probability)
     p = am.xp.asarray(probability)
     fg = p >= 0.5
