@@ -36,8 +36,7 @@ def main():
     for ridge in args.ridge.split(","):
         above = None if ridge == "none" else float(ridge)
         t = time.perf_counter()
-        out = refine_probabilities(items, pad_mm=config.pad_mm, crop_size=config.rw_crop_size, radius=config.rw_radius,
-                                   beta=config.refine_beta, ridge_above=above, device="cpu")
+        out = refine_probabilities(items, device="cpu", **{**config.refine_settings, "ridge_above": above})
         scores = [dice(o, c.mask) for o, c in zip(out, cases)]
         print(f"ridge {ridge}: refreshed {np.mean(scores):.4f} (min {np.min(scores):.3f}; {time.perf_counter() - t:.0f} s)")
 

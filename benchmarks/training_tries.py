@@ -62,9 +62,7 @@ def score(data: str, label, organ, out: Path) -> dict:
     plain, refined = [], []
     for case in cases:
         prob = trainer.predict_image(case)
-        fine = refine_probability(prob, case.image, case.points, case.spacing, pad_mm=config.pad_mm,
-                                  crop_size=config.rw_crop_size, radius=config.rw_radius, beta=config.refine_beta,
-                                  ridge_above=config.rw_ridge_seeds)
+        fine = refine_probability(prob, case.image, case.points, case.spacing, **config.refine_settings)
         plain.append(dice(prob, case.mask))
         refined.append(dice(fine, case.mask))
     return {"cases": [c.name for c in cases], "network": summarise(plain), "refined": summarise(refined),

@@ -125,6 +125,13 @@ class TrainConfig:
 
         return self.rw_beta or get_preset(self.pseudo_preset).beta
 
+    @property
+    def refine_settings(self) -> dict:
+        """What the random walker of regularisation and refinement takes from this configuration:
+        the keywords of :func:`~extremefast.pseudo.refine.refine_probabilities` but the device."""
+        return dict(pad_mm=self.pad_mm, crop_size=self.rw_crop_size, radius=self.rw_radius, beta=self.refine_beta,
+                    ridge_above=self.rw_ridge_seeds)
+
     def epochs_of_round(self, rnd: int) -> int:
         """Epochs round ``rnd`` (from 1) trains; full supervision trains once, for the epochs
         all rounds of a weak variant would have."""

@@ -77,8 +77,7 @@ class Predictor:
             p = predict_probability(self.model, x, cfg).cpu().numpy()
         prob = probability_on_image(p, box, pts, cfg)
         if refine:
-            prob = refine_probability(prob, norm, pts, spacing, pad_mm=cfg.pad_mm, crop_size=cfg.rw_crop_size,
-                                      radius=cfg.rw_radius, beta=cfg.refine_beta, ridge_above=cfg.rw_ridge_seeds)
+            prob = refine_probability(prob, norm, pts, spacing, **cfg.refine_settings)
         return np.clip(prob, 0.0, 1.0).astype(np.float32)
 
 

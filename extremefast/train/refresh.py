@@ -88,7 +88,6 @@ def refreshed_labels(trainer: Trainer, cases: list[CaseData], config: TrainConfi
         items.append((prob, case.image, case.points, case.spacing))
         names.append(case.name)
     device = "cuda" if (rt.device.type == "cuda" and cuda_available()) else "cpu"
-    refined = refine_probabilities(items, pad_mm=config.pad_mm, crop_size=config.rw_crop_size, radius=config.rw_radius,
-                                   beta=config.refine_beta, ridge_above=config.rw_ridge_seeds, device=device)
+    refined = refine_probabilities(items, device=device, **config.refine_settings)
     out.update(zip(names, refined))
     return out, kept_previous
