@@ -20,7 +20,7 @@ import numpy as np
 from _harness import parser, report
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-ORGANS = {"ct_sarcoma": (1,), "ct_headneck": (7, 3), "ct_abdomen": (1, 5, 7), "mr_abdomen": (1, 2, 3, 4, 5, 7)}
+ORGANS = {"ct_sarcoma": (1,), "ct_lung_tumour": (1,), "ct_headneck": (7, 3), "ct_abdomen": (1, 5, 7), "mr_abdomen": (1, 2, 3, 4, 5, 7)}
 
 
 def cases(collections, n_cases, n_headneck):
@@ -55,7 +55,7 @@ def main():
     p.add_argument("--set", action="append", help="PseudoLabelConfig field=value")
     p.add_argument("--cases", type=int, default=25, help="ct_sarcoma cases")
     p.add_argument("--headneck-cases", type=int, default=8, help="ct_headneck cases")
-    p.add_argument("--collections", default="ct_sarcoma,ct_headneck,ct_abdomen,mr_abdomen")
+    p.add_argument("--collections", default="ct_sarcoma,ct_headneck,ct_abdomen,mr_abdomen,ct_lung_tumour")
     args = p.parse_args()
     from extremefast.metrics import dice
     from extremefast.pseudo import extreme_points, get_preset, pseudo_label_from_points
