@@ -3,7 +3,8 @@
 Each case: the organ's exact extreme points as clicks, the pseudo label of the given
 preset with the given overrides, Dice against the mask in the scan's grid. Collections:
 ct_sarcoma (tumour, every case or ``--cases N``), ct_headneck (mandible and right parotid
-of the first ``--headneck-cases`` cases), ct_abdomen and mr_abdomen (every organ of their one case).
+of the first ``--headneck-cases`` cases), ct_abdomen and mr_abdomen (every organ of their one case),
+ct_lung_tumour (its one tumour).
 ``--set key=value`` overrides a PseudoLabelConfig field (repeatable); the tries and their
 figures are in docs/pseudo_labels.md.
 
