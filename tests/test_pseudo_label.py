@@ -536,3 +536,22 @@ def test_grown_seeds_rule_lifts_the_ct_pancreas_and_the_lung_tumour(shared_data)
     for collection, organ, gain in (("ct_abdomen", 7, 0.008), ("ct_lung_tumour", 1, 0.05)):
         for name, new, old in _default_against(shared_data, collection, 1, organ, seed_intensity_k=0.0):
             assert new > old + gain, (name, new, old)
+
+
+def test_grown_seeds_rule_leaves_organs_that_hold_air_alone():
+    # a tube of soft tissue around an air lumen (a larynx): its inward samples are half air, so
+    # one median and spread do not describe it and the rule must not drop the lumen's seeds
+    from extremefast.pseudo.pseudo_label import _window_truncates, inward_samples, random_walker_problem
+
+    rng = np.random.default_rng(4)
+    z, y, x = np.mgrid[:48, :48, :48]
+    r = np.hypot(y - 24, x - 24)
+    tube = (r <= 10) & (z >= 6) & (z < 42)
+    crop = np.where(tube, np.where(r <= 5, 0.0, 0.5), 0.3) + rng.normal(0, 0.01, tube.shape)
+    crop = np.clip(crop, 0, 1).astype(np.float32)
+    pts = extreme_points(tube)
+    assert _window_truncates(inward_samples(crop, pts, 4.0))
+    assert not _window_truncates(np.full(100, 0.5)) and _window_truncates(np.r_[np.full(80, 0.5), np.ones(20)])
+    ruled = random_walker_problem(crop, pts, (1.0, 1.0, 1.0), get_preset("default", seed_intensity_k=3.0))
+    plain = random_walker_problem(crop, pts, (1.0, 1.0, 1.0), get_preset("default", seed_intensity_k=0.0))
+    assert np.array_equal(ruled.seeds, plain.seeds)

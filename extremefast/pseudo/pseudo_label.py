@@ -52,7 +52,8 @@ class PseudoLabelConfig:
         keep only voxels within this many robust standard deviations of the organ's intensity as
         the clicks' inward samples give it; the others are left to the walker (the scribble's own
         voxels stay seeds). A thin organ (the pancreas) is narrower than the grown seeds, which
-        otherwise seed the fat and bowel beside it.
+        otherwise seed the fat and bowel beside it. Not applied where more than 15% of those
+        samples lie at one end of the window (an organ holding air, as the larynx, or bone).
     """
 
     crop_size: tuple[int, int, int] = (128, 128, 128)
@@ -280,6 +281,17 @@ def _above_window(values) -> bool:
     return float(np.median(values)) >= SATURATED
 
 
+TRUNCATED_SHARE = 0.15  # an organ with more of its inward samples at one end of the window holds air or bone
+
+
+def _window_truncates(samples) -> bool:
+    """Whether more than ``TRUNCATED_SHARE`` of the organ's samples lie at one end of the window
+    (below ``1 - SATURATED`` or above ``SATURATED``): the organ holds a tissue the window cannot
+    resolve (the larynx's air, bone), so its intensity is not one peak that a median and a
+    spread describe."""
+    return max(float(np.mean(samples <= 1.0 - SATURATED)), float(np.mean(samples >= SATURATED))) > TRUNCATED_SHARE
+
+
 def _with_clicks(scribble, points) -> np.ndarray:
     """``scribble`` (modified) with the clicks' voxels set: they seed whatever their intensity."""
     scribble[tuple(np.asarray(points).T)] = True
@@ -352,7 +364,8 @@ def random_walker_problem(crop, points_crop, crop_spacing, config: PseudoLabelCo
     scribble = geodesic_scribbles(cost, pts_vox, norm_spacing)
     organ = None
     if config.path_intensity_weight > 0 or config.seed_intensity_k > 0:
-        organ = _robust_centre(inward_samples(crop, pts_vox, config.path_intensity_depth))
+        samples = inward_samples(crop, pts_vox, config.path_intensity_depth)
+        organ = _robust_centre(samples)
     if config.path_intensity_weight > 0:
         scribble = _organ_paths(crop, cost, scribble, pts_vox, norm_spacing, organ, config)
     r_fg, r_bg = config.r_foreground, config.r_background
@@ -393,7 +406,7 @@ def random_walker_problem(crop, points_crop, crop_spacing, config: PseudoLabelCo
         # the intensity, not the distance from the scribble, says what is background inside the
         # box: far arms of the organ (the mandible's rami) stay unknown
         seeds[(seeds == 1) & near & ~box_out] = 0
-    if config.seed_intensity_k > 0:
+    if config.seed_intensity_k > 0 and not _window_truncates(samples):
         centre, spread = organ
         unlike = np.abs(crop - centre) > config.seed_intensity_k * spread
         seeds[(seeds == FOREGROUND) & unlike & ~scribble] = UNKNOWN
