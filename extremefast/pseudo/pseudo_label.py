@@ -96,7 +96,7 @@ PRESETS = {
     # Scribbles keep to the organ's intensity as the clicks' inward samples give it (ct_sarcoma
     # 0.643 -> 0.749 over 25 tumours, MR pancreas 0.503 -> 0.669; docs/pseudo_labels.md).
     # The grown foreground seeds keep to the organ's intensity too (CT pancreas 0.642 -> 0.655,
-    # the lung tumour 0.755 -> 0.846, no organ lower; docs/pseudo_labels.md).
+    # the lung tumour 0.755 -> 0.846, no case lower by more than 0.008; docs/pseudo_labels.md).
     "default": PseudoLabelConfig(r_foreground=5.0, beta=4000.0, background_outside_box=True, beyond_window=0.9,
                                  path_intensity_weight=0.5, plain_path_k=3.0, seed_intensity_k=3.0,
                                  preset="default"),
