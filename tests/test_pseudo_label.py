@@ -570,18 +570,15 @@ def test_inside_the_box_the_walker_decides_the_background():
     organ = ((z - 24) / 18.0) ** 2 + ((y - 24) / 12.0) ** 2 + ((x - 24) / 12.0) ** 2 <= 1
     crop = (np.where(organ, 0.5, 0.2) + rng.normal(0, 0.01, organ.shape)).astype(np.float32)
     pts = extreme_points(organ)
-    dices = {}
-    for in_box in (True, False):
-        p = random_walker_problem(crop, pts, (1.0, 1.0, 1.0), get_preset("default", r_background=6.0,
-                                                                        background_in_box=in_box))
-        lo, hi = pts.min(0), pts.max(0) + 1
-        box = np.zeros(organ.shape, dtype=bool)
-        box[tuple(slice(a - 1, b + 1) for a, b in zip(lo, hi))] = True
-        if not in_box:
-            assert not np.any((p.seeds == 1) & box)  # only outside the box
-        dices[in_box] = dice(rw_probability(p.data, p.seeds, beta=4000.0) > 0.5, organ)
-    assert np.any(organ & (random_walker_problem(crop, pts, (1.0, 1.0, 1.0), get_preset(
-        "default", r_background=6.0, background_in_box=True)).seeds == 1))  # the radius seeds the organ
+    problems = {in_box: random_walker_problem(crop, pts, (1.0, 1.0, 1.0),
+                                              get_preset("default", r_background=6.0, background_in_box=in_box))
+                for in_box in (True, False)}
+    lo, hi = pts.min(0), pts.max(0) + 1
+    box = np.zeros(organ.shape, dtype=bool)
+    box[tuple(slice(a - 1, b + 1) for a, b in zip(lo, hi))] = True
+    assert np.any(organ & (problems[True].seeds == 1))  # the radius seeds the organ
+    assert not np.any((problems[False].seeds == 1) & box)  # only outside the box
+    dices = {k: dice(rw_probability(p.data, p.seeds, beta=4000.0) > 0.5, organ) for k, p in problems.items()}
     assert dices[False] > dices[True] + 0.1, dices
 
 
