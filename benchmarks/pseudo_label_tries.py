@@ -24,7 +24,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ORGANS = {"ct_sarcoma": (1,), "ct_lung_tumour": (1,), "ct_headneck": (7, 3), "ct_abdomen": (1, 5, 7), "mr_abdomen": (1, 2, 3, 4, 5, 7)}
 
 
-def cases(collections, n_cases, n_headneck, headneck_organs=None):
+def cases(collections, n_cases, n_headneck, organs=ORGANS):
     from extremefast.data import open_msd
 
     for folder in collections:
@@ -33,7 +33,7 @@ def cases(collections, n_cases, n_headneck, headneck_organs=None):
         ds = open_msd(SHARED / folder)
         for case in ds.cases[: {"ct_sarcoma": n_cases, "ct_headneck": n_headneck}.get(folder, 1)]:
             image, labels = ds.load_case(case)
-            for organ in (headneck_organs or ORGANS[folder]) if folder == "ct_headneck" else ORGANS[folder]:
+            for organ in organs[folder]:
                 mask = labels.array == organ
                 if mask.any():
                     yield folder, f"{case.name} {ds.organ_name(organ)}", image, mask, ds.modality
@@ -66,8 +66,8 @@ def main():
     warnings.simplefilter("ignore")
     overrides = parse_overrides(args.set)
     rows, t0 = [], time.perf_counter()
-    for folder, name, image, mask, modality in cases(args.collections.split(","), args.cases, args.headneck_cases,
-                                                         [int(v) for v in args.headneck_organs.split(",")]):
+    organs = {**ORGANS, "ct_headneck": tuple(int(v) for v in args.headneck_organs.split(","))}
+    for folder, name, image, mask, modality in cases(args.collections.split(","), args.cases, args.headneck_cases, organs):
         config = get_preset(args.preset, **overrides)
         config = config.with_(window=window_for_modality(config.window, modality))
         pl = pseudo_label_from_points(image.array, image.spacing, extreme_points(mask), config)
