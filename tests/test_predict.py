@@ -290,3 +290,32 @@ def test_prediction_is_zero_outside_the_clicks_box(trained, unseen):
     assert prob[~inner].max() == 0 and prob[inner].max() > 0.5
     predictor.config = predictor.config.with_(clip_to_clicks=False)
     assert predictor.predict(volume.array, pts, spacing=volume.spacing)[~inner].max() > 0
+
+
+def test_with_walker_averages_the_prediction_and_the_walker(trained, unseen, tmp_path, cli):
+    from extremefast.pseudo import pseudo_label_from_points
+
+    predictor = Predictor.from_checkpoint(trained)
+    image = sorted((unseen / "imagesTr").glob("*.nii.gz"))[0]
+    volume = load_nifti(image)
+    labels = load_nifti(unseen / "labelsTr" / image.name, dtype=None).array
+    pts = extreme_points(labels == SPLEEN)
+    spacing = volume.spacing
+    alone = predictor.predict(volume.array, pts, spacing=spacing)
+    walker = pseudo_label_from_points(volume.array, spacing, pts, predictor.config.pseudo_label_settings).in_image_space()
+    both = predictor.predict(volume.array, pts, spacing=spacing, with_walker=True)
+    np.testing.assert_allclose(both, np.clip(0.5 * (alone + walker), 0, 1), atol=1e-6)
+    assert ((both >= 0.5) != (alone >= 0.5)).any()  # the walker changed the mask
+    # the command line: the option reaches the outputs and is recorded in the folder's summary
+    points = tmp_path / "points"
+    points.mkdir()
+    for label_path in sorted((unseen / "labelsTr").glob("*.nii.gz")):
+        clicks = extreme_points(load_nifti(label_path, dtype=None).array == SPLEEN)
+        write_points(points / (label_path.name[: -len(".nii.gz")] + ".json"), clicks, volume.affine, "voxel")
+    code, _, err = cli("predict", "--checkpoint", trained, "--image", unseen / "imagesTr", "--points", points,
+                       "--out", tmp_path / "pred", "--with-walker", "--device", "cpu")
+    assert code == 0, err
+    assert json.loads((tmp_path / "pred" / "summary.json").read_text())["with_walker"] is True
+    written = load_nifti(tmp_path / "pred" / image.name, dtype=None).array
+    expected = annotate(volume.array, pts, predictor, affine=volume.affine, with_walker=True)
+    np.testing.assert_array_equal(written, expected)

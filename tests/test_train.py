@@ -226,3 +226,31 @@ def test_round_zero_equals_the_pseudo_label_of_the_scan(shared_data, tmp_path):
     initial_pseudo_labels(cases, cfg, ArrayCache(tmp_path / "cache"), Runtime(torch.device("cpu"), log=lambda *_: None))
     assert np.array_equal(cases[0].pseudo, direct.in_image_space())
     assert cases[0].raw is None  # freed once round 0 is made
+
+
+def test_validation_with_the_walker_is_what_predict_with_walker_gives(phantoms, tmp_path):
+    # the run's "with the walker" column must be the Dice a user gets from `predict --with-walker`
+    # on the same validation scans and clicks (the mask's extreme points, as training uses)
+    import numpy as np
+
+    from extremefast.data import open_msd
+    from extremefast.metrics import dice
+    from extremefast.predict import Predictor
+    from extremefast.train.cases import load_cases
+
+    out = tmp_path / "f"
+    summary = train(str(phantoms), None, "spleen", out, TrainConfig(variant="f", **TINY), device="cpu",
+                    log=lambda *_: None)
+    for row in summary["rounds"][1:]:
+        assert row["val_dice_with_walker"]["n"] == row["val_dice"]["n"] > 0
+    ds = open_msd(phantoms)
+    value = ds.organ_label(None, "spleen", clicks_given=False)
+    predictor = Predictor.from_checkpoint(out / "model.pt")
+    cases = load_cases(ds, [c for c in ds.cases if c.name in summary["val_cases"]], value, predictor.config.window)
+    alone, with_walker = [], []
+    for case in cases:
+        alone.append(dice(predictor.predict(case.raw, case.points, spacing=case.spacing), case.mask))
+        with_walker.append(dice(predictor.predict(case.raw, case.points, spacing=case.spacing, with_walker=True),
+                                case.mask))
+    assert np.mean(alone) == pytest.approx(summary["final_val_dice"]["mean"], abs=1e-6)
+    assert np.mean(with_walker) == pytest.approx(summary["final_val_dice_with_walker"]["mean"], abs=1e-6)

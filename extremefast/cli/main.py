@@ -318,6 +318,9 @@ def predict(
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Folder mode: the outputs' format ('input': the scan's "
                                                                "own; NIfTI for DICOM).")] = OutputFormat.nii_gz,
     refine: Annotated[bool, typer.Option("--refine", help="Regularise with the random walker on the uncertainty band.")] = False,
+    with_walker: Annotated[bool, typer.Option("--with-walker", help="Average with the random walker's pseudo label "
+                                                                    "from the same clicks (better Dice on every real "
+                                                                    "collection measured; seconds more per scan).")] = False,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Write float probabilities instead of a 0/1 mask.")] = False,
     organ: Annotated[str, typer.Option("--organ", help="The segment's name in .seg.nrrd outputs.")] = "organ",
     device: DeviceOpt = Device.auto,
@@ -337,7 +340,8 @@ def predict(
             bar.advance(task)
             console.print(f"{img.name} -> {dst}", highlight=False)
 
-        run_predictions(predictor, jobs, out, refine=refine, probabilities=probabilities, organ=organ, progress=done)
+        run_predictions(predictor, jobs, out, refine=refine, with_walker=with_walker, probabilities=probabilities,
+                        organ=organ, progress=done)
     if out.is_dir():
         console.print(f"summary: {out / 'summary.json'}, contact sheet: {out / 'contact_sheet.png'}", highlight=False)
 

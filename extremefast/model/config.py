@@ -126,6 +126,14 @@ class TrainConfig:
         return self.rw_beta or get_preset(self.pseudo_preset).beta
 
     @property
+    def pseudo_label_settings(self):
+        """The pseudo-label configuration of round 0 (the preset at this run's window), which
+        also makes the walker's half of a prediction ``with_walker``."""
+        from ..pseudo.pseudo_label import get_preset
+
+        return get_preset(self.pseudo_preset).with_(window=self.window)
+
+    @property
     def refine_settings(self) -> dict:
         """What the random walker of regularisation and refinement takes from this configuration:
         the keywords of :func:`~extremefast.pseudo.refine.refine_probabilities` but the device."""

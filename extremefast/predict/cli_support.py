@@ -65,8 +65,8 @@ def _output_suffix(image: Path, fmt: str) -> str:
     return suffix if suffix in SUFFIXES and not image.is_dir() else ".nii.gz"
 
 
-def run_predictions(predictor, jobs, out: Path, *, refine: bool = False, probabilities: bool = False,
-                    organ: str = "organ", progress=None) -> dict:
+def run_predictions(predictor, jobs, out: Path, *, refine: bool = False, with_walker: bool = False,
+                    probabilities: bool = False, organ: str = "organ", progress=None) -> dict:
     """Predict every job; in folder mode also ``out/summary.json`` and ``out/contact_sheet.png``."""
     from ..jsonio import write_json
     from ..viz import save_contact_sheet
@@ -74,13 +74,14 @@ def run_predictions(predictor, jobs, out: Path, *, refine: bool = False, probabi
 
     records, tiles = [], []
     for img, pts, dst in jobs:
-        _, record, tile = predict_file(predictor, img, pts, dst, refine=refine, probabilities=probabilities,
-                                       organ=organ, return_details=True)
+        _, record, tile = predict_file(predictor, img, pts, dst, refine=refine, with_walker=with_walker,
+                                       probabilities=probabilities, organ=organ, return_details=True)
         records.append(record)
         tiles.append(tile)
         if progress is not None:
             progress(img, dst)
-    summary = {"checkpoint_config": predictor.config.to_dict(), "refine": refine, "cases": records}
+    summary = {"checkpoint_config": predictor.config.to_dict(), "refine": refine, "with_walker": with_walker,
+               "cases": records}
     if out.is_dir():
         write_json(out / "summary.json", summary)
         save_contact_sheet(out / "contact_sheet.png", tiles, title="predictions")

@@ -18,8 +18,8 @@ from ..model import (
     probability_on_image,
     resolve_torch_device,
 )
-from ..pseudo.pseudo_label import normalise_intensity
-from ..pseudo.refine import refine_probability
+from ..pseudo.pseudo_label import normalise_intensity, pseudo_label_from_points
+from ..pseudo.refine import average_with_walker, refine_probability
 from ..pseudo.roi import check_spacing, roi_box
 
 
@@ -46,19 +46,22 @@ class Predictor:
         dev = resolve_torch_device(device)
         return cls(model.to(dev).eval(), config, dev)
 
-    def predict(self, image, points, *, affine=None, spacing=None, refine: bool = False) -> np.ndarray:
+    def predict(self, image, points, *, affine=None, spacing=None, refine: bool = False,
+                with_walker: bool = False) -> np.ndarray:
         """Probability of the organ on the grid of ``image`` (float32, same shape).
 
         ``image``: 3D array of raw intensities (HU for CT), normalised as in training.
         ``points``: the six clicks, voxel indices (6, 3). ``spacing`` (mm per axis), or
         ``affine`` from which it is taken. ``refine`` regularises the prediction with the
-        random walker on its uncertainty band, as the training rounds do.
+        random walker on its uncertainty band, as the training rounds do. ``with_walker``
+        averages the prediction with the random walker's pseudo label from the same clicks
+        (the training's round 0: :func:`~extremefast.pseudo.refine.average_with_walker`).
 
         With ``affine`` the scan is processed with its axes in the order closest to LPS, as in
         training, so that any voxel order of the same scan gives the same mask in world space.
         """
         if affine is not None and spacing is None:
-            return self._predict_oriented(np.asarray(image), points, affine, refine)
+            return self._predict_oriented(np.asarray(image), points, affine, refine, with_walker)
         image = np.asarray(image)
         if image.ndim != 3:
             raise InputError(f"image must be 3D, got shape {image.shape}")
@@ -78,10 +81,13 @@ class Predictor:
         prob = probability_on_image(p, box, pts, cfg)
         if refine:
             prob = refine_probability(prob, norm, pts, spacing, **cfg.refine_settings)
+        if with_walker:
+            walker = pseudo_label_from_points(image, spacing, pts, cfg.pseudo_label_settings).in_image_space()
+            prob = average_with_walker(prob, walker)
         return np.clip(prob, 0.0, 1.0).astype(np.float32)
 
 
-    def _predict_oriented(self, image, points, affine, refine: bool) -> np.ndarray:
+    def _predict_oriented(self, image, points, affine, refine: bool, with_walker: bool) -> np.ndarray:
         from ..imageio import in_file_grid, orient
         from ..nifti import Volume
 
@@ -93,7 +99,7 @@ class Predictor:
         # voxel indices of the given grid -> those of the reoriented one, through world space
         world = np.c_[pts, np.ones(len(pts))] @ np.asarray(affine, dtype=np.float64).T
         oriented = np.rint((world @ np.linalg.inv(volume.affine).T)[:, :3]).astype(np.int64)
-        prob = self.predict(volume.array, oriented, spacing=volume.spacing, refine=refine)
+        prob = self.predict(volume.array, oriented, spacing=volume.spacing, refine=refine, with_walker=with_walker)
         return in_file_grid(volume, prob)[0]
 
 
@@ -111,7 +117,7 @@ def _spacing(affine, spacing) -> np.ndarray:
 
 
 def annotate(image, points, checkpoint, *, affine=None, spacing=None, refine: bool = False,
-             probabilities: bool = False, device: str = "cpu"):
+             with_walker: bool = False, probabilities: bool = False, device: str = "cpu"):
     """One call from six clicks to a segmentation of ``image`` (arrays in memory).
 
     Returns a uint8 mask (``probabilities=False``) or float32 probabilities, of the
@@ -130,6 +136,8 @@ def annotate(image, points, checkpoint, *, affine=None, spacing=None, refine: bo
         The scan's voxel-to-world affine (RAS) or its voxel size in mm; one of them is needed.
     refine : bool
         Regularise with the random walker on the uncertainty band.
+    with_walker : bool
+        Average with the random walker's pseudo label from the same clicks.
     probabilities : bool
         Return float32 probabilities instead of a 0/1 mask.
     device : {"cpu", "cuda", "auto"}
@@ -140,12 +148,12 @@ def annotate(image, points, checkpoint, *, affine=None, spacing=None, refine: bo
         uint8 mask or float32 probabilities, the shape of ``image``.
     """
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint, device)
-    prob = predictor.predict(image, points, affine=affine, spacing=spacing, refine=refine)
+    prob = predictor.predict(image, points, affine=affine, spacing=spacing, refine=refine, with_walker=with_walker)
     return prob if probabilities else (prob >= 0.5).astype(np.uint8)
 
 
 def predict_file(predictor: Predictor, image_path, points_path, out_path, *, refine: bool = False,
-                 probabilities: bool = False, organ: str = "organ", return_details: bool = False):
+                 with_walker: bool = False, probabilities: bool = False, organ: str = "organ", return_details: bool = False):
     """Scan + points file -> mask (or probabilities) on the scan's grid, in the format
     ``out_path`` names (NIfTI, NRRD, ``.seg.nrrd`` for 3D Slicer, MetaImage).
 
@@ -164,7 +172,7 @@ def predict_file(predictor: Predictor, image_path, points_path, out_path, *, ref
         Its points file (voxel/RAS/LPS JSON or Slicer ``.mrk.json``).
     out_path : path
         The output; its suffix picks the format.
-    refine, probabilities : bool
+    refine, with_walker, probabilities : bool
         As :func:`annotate`.
     organ : str
         The segment's name in ``.seg.nrrd`` outputs.
@@ -182,7 +190,7 @@ def predict_file(predictor: Predictor, image_path, points_path, out_path, *, ref
     t0 = time.perf_counter()
     volume = load_image(image_path, check_finite=True)
     pts = read_points(points_path, volume.affine, volume.shape)
-    prob = predictor.predict(volume.array, pts, affine=volume.affine, refine=refine)
+    prob = predictor.predict(volume.array, pts, affine=volume.affine, refine=refine, with_walker=with_walker)
     out = prob if probabilities else (prob >= 0.5).astype(np.uint8)
     path = save_image(out_path, out, volume.affine, segment_name=organ)
     if not return_details:

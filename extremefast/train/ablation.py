@@ -34,12 +34,15 @@ def run_ablation(variants, out, make_config, *, data, label, organ, data_root=No
         if rw_init is None:
             rw_init = summary["rounds"][0]["val_dice"]
         rows.append({"variant": v, "name": VARIANT_NAMES[v], "val_dice": summary["final_val_dice"],
+                     "val_dice_with_walker": summary.get("final_val_dice_with_walker"),
                      "best_round": summary["best_round"]})
     table = {"data": data, "random_walker_init": rw_init, "variants": rows}
     write_json(Path(out) / "table.json", table)
-    lines = ["| method | Dice mean±std (median) | best round |", "|---|---|---|",
-             f"| rnd. walk. init. | {format_summary(rw_init)} | 0 |"]
-    lines += [f"| {r['name']} | {format_summary(r['val_dice'])} | {r['best_round']} |" for r in rows]
+    # the last column: the kept model averaged with the walker (``predict --with-walker``)
+    lines = ["| method | Dice mean±std (median) | best round | with the walker at prediction |", "|---|---|---|---|",
+             f"| rnd. walk. init. | {format_summary(rw_init)} | 0 | |"]
+    lines += [f"| {r['name']} | {format_summary(r['val_dice'])} | {r['best_round']} | "
+              f"{format_summary(r['val_dice_with_walker']) if r['val_dice_with_walker'] else '–'} |" for r in rows]
     md = "\n".join(lines) + "\n"
     (Path(out) / "table.md").write_text(md)
     return md

@@ -9,7 +9,7 @@ import numpy as np
 from ..data.cache import ArrayCache
 from ..errors import DataError
 from ..model import TrainConfig
-from ..pseudo.pseudo_label import get_preset, pseudo_label_from_points
+from ..pseudo.pseudo_label import pseudo_label_from_points
 from ..pseudo.refine import refine_probabilities
 from ..xp import cuda_available
 from .cases import CaseData
@@ -19,7 +19,7 @@ from .trainer import Trainer
 def initial_pseudo_labels(cases: list[CaseData], config: TrainConfig, cache: ArrayCache, rt):
     """Round 0: random-walker pseudo labels of every case from its clicks (sharded over ranks;
     cached, so a resumed run reads them back)."""
-    preset = get_preset(config.pseudo_preset)
+    settings = config.pseudo_label_settings
     for case in cases:
         cached = cache.get(f"r0_{case.name}")
         if cached is not None:
@@ -29,7 +29,7 @@ def initial_pseudo_labels(cases: list[CaseData], config: TrainConfig, cache: Arr
     for case in mine:
         if case.raw is None:
             raise DataError(f"{case.name}: the scan's own intensities, which round 0 crops, are no longer held")
-        pl = pseudo_label_from_points(case.raw, case.spacing, case.points, preset.with_(window=config.window))
+        pl = pseudo_label_from_points(case.raw, case.spacing, case.points, settings)
         case.pseudo = pl.in_image_space()
         if rt.is_main or rt.world_size > 1:
             cache.put(f"r0_{case.name}", {"pseudo": case.pseudo})

@@ -19,6 +19,7 @@ def run_summary(config: TrainConfig, rows: list[dict], best_round: int, train_ca
     cases = train_cases + val_cases
     return {"variant": config.variant, "config": config.to_dict(), "rounds": rows,
             "best_round": best_round, "final_val_dice": best["val_dice"],
+            "final_val_dice_with_walker": best.get("val_dice_with_walker"),
             "selection": config.selection,
             "settle_round": settled[0] if settled else None,
             "clicks_from": sorted({"mask" if c.clicks_from == "mask" else "points files" for c in cases}),
@@ -66,5 +67,6 @@ def row_line(row: dict) -> str:
         return f"{s['mean']:.3f}" if s["n"] else "(no masks)"
 
     change = f", label change {row['label_change']:.3f}" if "label_change" in row else ""
+    walker = f" (with the walker {score(row['val_dice_with_walker'])})" if "val_dice_with_walker" in row else ""
     return (f"round {row['round']:>2}: pseudo-label Dice {score(row['pseudo_label_dice'])}, "
-            f"validation Dice {score(row['val_dice'])}{change} ({row['seconds']:.1f} s)")
+            f"validation Dice {score(row['val_dice'])}{walker}{change} ({row['seconds']:.1f} s)")

@@ -146,7 +146,7 @@ class Scheme:
                     rt.progress(rnd, self.state["epoch"], loss, score)
             raw = self.trainer.network
             raw.load_state_dict(self.state["best_state"])
-            val = self.trainer.validate(self.val_cases)
+            val, val_with_walker = self.trainer.validate(self.val_cases)
             # the next round's pseudo labels (sharded over ranks; each writes its share)
             refresh = {}  # the refresh's time and label change, in the summary row of rounds that refresh
             kept_previous = 0  # cases whose pseudo label the refresh left unchanged (empty prediction)
@@ -166,7 +166,7 @@ class Scheme:
                                                          for c in self.train_cases]))
             self.trainer.forget_tensors()
             pl_dice = mask_dice(self.train_cases, use_masks=cfg.switches["full"])
-            row = {"round": rnd, "pseudo_label_dice": pl_dice, "val_dice": val,
+            row = {"round": rnd, "pseudo_label_dice": pl_dice, "val_dice": val, "val_dice_with_walker": val_with_walker,
                    "selection_dice": self.state["best_select"], "kept_previous_labels": kept_previous,
                    "seconds": time.perf_counter() - t_round, **refresh}
             self.rows.append(row)

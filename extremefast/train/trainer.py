@@ -10,6 +10,7 @@ from ..metrics import dice, summarise
 from ..model import TrainConfig, build_model, network_input, predict_probability, probability_on_image, unwrap
 from ..model.network import crop_volumes
 from ..pseudo.extreme_points import jitter_points
+from ..pseudo.refine import average_with_walker
 from ..pseudo.roi import Box, clicks_mask_in_crop, roi_box
 from .cases import CaseData
 
@@ -137,11 +138,15 @@ class Trainer:
             scores.append(dice(p, target) + 1e-3 * soft)
         return float(np.mean(scores))
 
-    def validate(self, cases: list[CaseData]) -> dict:
-        """Dice of the model against the real masks of ``cases`` that have one."""
-        scores = []
+    def validate(self, cases: list[CaseData]) -> tuple[dict, dict]:
+        """Dice of the model against the real masks of ``cases`` that have one, and of the model
+        averaged with the case's round-0 random-walker label (``case.pseudo``; validation
+        cases are never refreshed), as ``predict --with-walker`` gives."""
+        alone, with_walker = [], []
         for case in cases:
             if case.mask is None:
                 continue
-            scores.append(dice(self.predict_image(case), case.mask))
-        return summarise(scores)
+            prob = self.predict_image(case)
+            alone.append(dice(prob, case.mask))
+            with_walker.append(dice(average_with_walker(prob, case.pseudo), case.mask))
+        return summarise(alone), summarise(with_walker)
