@@ -1,9 +1,10 @@
 """Training tries on a real collection: one variant with the CPU defaults and some settings changed.
 
 Runs ``extremefast.train.run.train`` with :func:`cpu_defaults` and the ``--set`` overrides (any
-:class:`TrainConfig` field), then scores the kept model's validation predictions twice: as they
-are, and refined by the random walker on their uncertainty band (``predict --refine``), each
-against the real masks. Prints one line per round and the two scores; ``--json`` saves them.
+:class:`TrainConfig` field), then scores the kept model's validation predictions three ways: as
+they are, refined by the random walker on their uncertainty band (``predict --refine``), and
+averaged with the walker's pseudo label from the same clicks (``predict --with-walker``), each
+against the real masks, beside the walker alone. Prints one line per round and the two scores; ``--json`` saves them.
 
     python benchmarks/training_tries.py --data ../shared/data/ct_sarcoma --label 1 --variant full \\
         --set init_filters=16 --out /tmp/tries/full16
@@ -29,7 +30,8 @@ from extremefast.jsonio import write_json
 from extremefast.metrics import dice, format_summary, summarise
 from extremefast.model import TrainConfig, load_checkpoint
 from extremefast.model.config import cpu_defaults
-from extremefast.pseudo.refine import refine_probability
+from extremefast.pseudo import pseudo_label_from_points
+from extremefast.pseudo.refine import average_with_walker, refine_probability
 from extremefast.train.cases import load_cases
 from extremefast.train.run import train
 from extremefast.train.scheme import Runtime
@@ -57,16 +59,20 @@ def saved_model(data: str, label, organ, model_path, split: str = "validation"):
 
 
 def score(data: str, label, organ, out: Path) -> dict:
-    """Validation Dice of ``out/model.pt``: the network's prediction and the refined one."""
+    """Validation Dice of ``out/model.pt``: the network's prediction, the refined one, the one
+    averaged with the walker, and the walker alone."""
     config, cases, trainer = saved_model(data, label, organ, out / "model.pt")
-    plain, refined = [], []
+    scores = {"network": [], "refined": [], "with_walker": [], "walker": []}
     for case in cases:
         prob = trainer.predict_image(case)
-        fine = refine_probability(prob, case.image, case.points, case.spacing, **config.refine_settings)
-        plain.append(dice(prob, case.mask))
-        refined.append(dice(fine, case.mask))
-    return {"cases": [c.name for c in cases], "network": summarise(plain), "refined": summarise(refined),
-            "network_per_case": plain, "refined_per_case": refined}
+        walker = pseudo_label_from_points(case.raw, case.spacing, case.points,
+                                          config.pseudo_label_settings).in_image_space()
+        found = {"network": prob, "walker": walker, "with_walker": average_with_walker(prob, walker),
+                 "refined": refine_probability(prob, case.image, case.points, case.spacing, **config.refine_settings)}
+        for key, p in found.items():
+            scores[key].append(dice(p, case.mask))
+    return {"cases": [c.name for c in cases], **{k: summarise(v) for k, v in scores.items()},
+            **{f"{k}_per_case": v for k, v in scores.items()}}
 
 
 def main():
@@ -89,7 +95,8 @@ def main():
         result.update(seconds=time.perf_counter() - t0, best_round=summary["best_round"], rounds=summary["rounds"])
     result["validation"] = score(args.data, args.label, args.organ, args.out)
     v = result["validation"]
-    print(f"validation Dice: network {format_summary(v['network'])}, refined {format_summary(v['refined'])}"
+    print(f"validation Dice: network {format_summary(v['network'])}, refined {format_summary(v['refined'])}, "
+          f"with the walker {format_summary(v['with_walker'])}, walker alone {format_summary(v['walker'])}"
           + (f" ({result['seconds'] / 60:.1f} min)" if "seconds" in result else ""))
     if args.json:
         write_json(args.json, result)
