@@ -94,6 +94,10 @@ class TrainConfig:
     # Same model, with the clip: ct_sarcoma 0.771 -> 0.786, mandible 0.854 -> 0.852, right
     # parotid 0.786 -> 0.790; averaging all 8 axis flips gave the mandible 0.792
     mirror_average: bool = True
+    # the refresh of variants that use the random walker averages each new label with the case's
+    # round-0 walker label (pseudo.refine.average_with_walker), so that the rounds cannot drift
+    # away from what the clicks alone give; off: the refreshed label alone, as the paper
+    refresh_with_walker: bool = False
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):

@@ -34,6 +34,7 @@ from ..errors import DataError, InputError
 from ..jsonio import write_json
 from ..metrics import dice
 from ..model import TrainConfig, load_checkpoint, save_checkpoint, save_model
+from ..pseudo.refine import average_with_walker
 from ..threads import CpuShare, cpu_count
 from .cases import CaseData
 from .refresh import gather_pseudo, initial_pseudo_labels, refreshed_labels
@@ -156,6 +157,8 @@ class Scheme:
                 self.cpu.adapt()
                 t_refresh = time.perf_counter()
                 fresh, kept_previous = refreshed_labels(self.trainer, mine, cfg, rt)
+                if cfg.refresh_with_walker and cfg.switches["rw_regularise"]:
+                    fresh = {name: average_with_walker(label, self._round_zero(name)) for name, label in fresh.items()}
                 refresh["refresh_seconds"] = time.perf_counter() - t_refresh
                 for case in self.train_cases:
                     case.pseudo = fresh.get(case.name)
@@ -182,6 +185,13 @@ class Scheme:
             self.save_state()
             rt.log(row_line(row))
         return self.finish()
+
+    def _round_zero(self, name: str):
+        """The round-0 random-walker label of training case ``name`` (from the cache)."""
+        got = self.cache.get(f"r0_{name}")
+        if got is None:
+            raise DataError(f"{self.cache.folder}: round-0 pseudo label of {name} missing")
+        return got[0]["pseudo"]
 
     def _stop(self) -> bool:
         """Whether the rounds are over (besides the round limit), by ``config.selection``."""
