@@ -254,3 +254,29 @@ def test_validation_with_the_walker_is_what_predict_with_walker_gives(phantoms, 
                                 case.mask))
     assert np.mean(alone) == pytest.approx(summary["final_val_dice"]["mean"], abs=1e-6)
     assert np.mean(with_walker) == pytest.approx(summary["final_val_dice_with_walker"]["mean"], abs=1e-6)
+
+
+def test_refresh_with_walker_averages_the_refreshed_label_and_round_zero(phantoms, tmp_path):
+    # round 1 trains on the round-0 labels either way, so the same seed gives the same model and
+    # the same refreshed labels; with the option each is averaged with the case's round-0 label
+    import numpy as np
+
+    from extremefast.data.cache import ArrayCache
+
+    one_round = dict(TINY, rounds=1)
+    runs = {}
+    for flag in (False, True):
+        out = tmp_path / str(flag)
+        summary = train(str(phantoms), None, "spleen", out, TrainConfig(variant="c", refresh_with_walker=flag,
+                                                                        **one_round),
+                        device="cpu", log=lambda *_: None)
+        runs[flag] = (ArrayCache(out / "cache"), summary)
+    names = runs[False][1]["train_cases"]
+    assert names
+    for name in names:
+        r0 = runs[False][0].get(f"r0_{name}")[0]["pseudo"]
+        alone = runs[False][0].get(f"r1_{name}")[0]["pseudo"]
+        averaged = runs[True][0].get(f"r1_{name}")[0]["pseudo"]
+        np.testing.assert_allclose(averaged, 0.5 * (alone + r0), atol=1e-6)
+    assert any(not np.allclose(runs[False][0].get(f"r1_{n}")[0]["pseudo"], runs[False][0].get(f"r0_{n}")[0]["pseudo"],
+                               atol=0.05) for n in names)  # the refresh moved the labels, so the test can tell
