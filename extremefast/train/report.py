@@ -37,10 +37,12 @@ def save_figures(out: Path, rows: list[dict], variant: str, val_cases: list[Case
     from ..viz import save_curves, save_overlay
 
     rounds = [r["round"] for r in rows]
-    save_curves(out / "dice_per_round.png", rounds,
-                {"validation Dice (real masks)": [r["val_dice"]["mean"] for r in rows],
-                 "pseudo-label Dice (training)": [r["pseudo_label_dice"]["mean"] for r in rows]},
-                title=f"variant {variant}")
+    curves = {"validation Dice (real masks)": [r["val_dice"]["mean"] for r in rows],
+              "pseudo-label Dice (training)": [r["pseudo_label_dice"]["mean"] for r in rows]}
+    if any("val_dice_with_walker" in r for r in rows):  # round 0 is the walker alone: no point there
+        curves["validation, with the walker"] = [r["val_dice_with_walker"]["mean"] if "val_dice_with_walker" in r
+                                                 else float("nan") for r in rows]
+    save_curves(out / "dice_per_round.png", rounds, curves, title=f"variant {variant}")
     for case in val_cases[:3]:
         p, box, image = predict_crop(case)
         truth = None if case.mask is None else crop_resample(case.mask.astype(np.float32), box, order=1) >= 0.5
