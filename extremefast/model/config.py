@@ -96,8 +96,10 @@ class TrainConfig:
     mirror_average: bool = True
     # the refresh of variants that use the random walker averages each new label with the case's
     # round-0 walker label (pseudo.refine.average_with_walker), so that the rounds cannot drift
-    # away from what the clicks alone give; off: the refreshed label alone, as the paper
-    refresh_with_walker: bool = False
+    # away from what the clicks alone give; False: the refreshed label alone, as the paper.
+    # ct_sarcoma, f at CPU sizes, splits 0/1/2: 0.775/0.771/0.754 -> 0.800/0.783/0.802
+    # (docs/table1_real_ct_history.md, "The walker beside the network")
+    refresh_with_walker: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
