@@ -5,7 +5,8 @@
 2. ``extremefast train --data SCANS --points CLICKS --out W/points`` -- no other option, timed.
 3. ``extremefast train --data DATA --out W/masks`` -- the same data with its masks (clicks
    simulated from them, as the paper evaluates), same sizes.
-4. Both models ``predict`` the validation cases (never trained on) from the annotator's clicks;
+4. Both models ``predict`` the validation cases (never trained on) from the annotator's clicks
+   (the clicks-only model also with ``--with-walker``);
    ``pseudo-label --points`` gives the random walker's labels of the same cases from the same
    clicks; every mask is scored with ``evaluate`` against the real masks.
 5. The clicks-only model predicts NRRD copies of the validation scans and a DICOM-series copy of
@@ -118,6 +119,13 @@ def main():
         _run("predict", "--checkpoint", work / run / "model.pt", "--image", val, "--points", val_clicks, "--out", pred)
         _run("evaluate", "--pred", pred, "--data", args.data, "--label", args.label)
         scores[name] = read_json(pred / "evaluation.json")
+    # the clicks-only model's predictions averaged with the walker's from the same clicks
+    pred = work / "pred_points_with_walker"
+    shutil.rmtree(pred, ignore_errors=True)
+    _run("predict", "--checkpoint", work / "points" / "model.pt", "--image", val, "--points", val_clicks, "--out", pred,
+         "--with-walker")
+    _run("evaluate", "--pred", pred, "--data", args.data, "--label", args.label)
+    scores["model, clicks only, with the walker"] = read_json(pred / "evaluation.json")
     rw = work / "rw_validation"
     shutil.rmtree(rw, ignore_errors=True)
     _run("pseudo-label", "--data", val, "--points", val_clicks, "--out", rw, "--workers", "1")
