@@ -280,3 +280,15 @@ def test_refresh_with_walker_averages_the_refreshed_label_and_round_zero(phantom
         np.testing.assert_allclose(averaged, 0.5 * (alone + r0), atol=1e-6)
     assert any(not np.allclose(runs[False][0].get(f"r1_{n}")[0]["pseudo"], runs[False][0].get(f"r0_{n}")[0]["pseudo"],
                                atol=0.05) for n in names)  # the refresh moved the labels, so the test can tell
+
+
+def test_paper_refresh_switches_the_averaged_refresh_off(phantoms, tmp_path, cli):
+    from extremefast.cli.main import _train_config
+
+    assert _train_config("f", None, None, None, None, None, None, "cpu", 0, None).refresh_with_walker is True
+    code, out, err = cli("train", "--data", phantoms, "--organ", "spleen", "--out", tmp_path / "run", "--rounds", "1",
+                         "--epochs", "1", "--crop-size", "32", "--batch-size", "2", "--device", "cpu", "--paper-refresh")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["config"]["refresh_with_walker"] is False
+    assert "with the walker at prediction" in out

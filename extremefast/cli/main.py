@@ -190,7 +190,7 @@ def pseudo_label(
 
 
 def _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed, point_loss_weight,
-                  select_on_masks=False, max_cases=None):
+                  select_on_masks=False, max_cases=None, refresh_with_walker=None):
     import torch
 
     from extremefast.model import default_config
@@ -199,7 +199,8 @@ def _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_,
     config = default_config(variant, cuda=cuda, seed=seed)
     overrides = {k: v for k, v in dict(rounds=rounds, epochs_per_round=epochs, crop_size=crop_size,
                                        batch_size=batch_size, amp=amp, compile=compile_,
-                                       point_loss_weight=point_loss_weight, max_cases=max_cases).items()
+                                       point_loss_weight=point_loss_weight, max_cases=max_cases,
+                                       refresh_with_walker=refresh_with_walker).items()
                  if v is not None}
     if select_on_masks:
         overrides["selection"] = "masks"
@@ -217,6 +218,9 @@ DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run: a GPU
 TrainCasesOpt = Annotated[Optional[int], typer.Option(
     "--train-cases", min=2, help="Train on at most this many of the training cases (the validation split is unchanged).")]
 AlphaOpt = Annotated[Optional[float], typer.Option("--point-loss-weight", help="alpha of L = Dice + alpha L_points.")]
+RefreshOpt = Annotated[Optional[bool], typer.Option(
+    "--refresh-with-walker/--paper-refresh",
+    help="Average each refreshed pseudo label with the round-0 walker label (default), or refresh as the paper does.")]
 
 
 @app.command()
@@ -241,6 +245,7 @@ def train(
     points: ClicksOpt = None,
     select_on_masks: SelectOpt = False,
     train_cases: TrainCasesOpt = None,
+    refresh_with_walker: RefreshOpt = None,
 ):
     """The iterative weakly supervised scheme: random-walker init, then rounds of training and refresh."""
     from rich.progress import BarColumn, Progress, TextColumn
@@ -251,7 +256,7 @@ def train(
 
     device = device.value
     config = _train_config(variant.value, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed,
-                           point_loss_weight, select_on_masks, train_cases)
+                           point_loss_weight, select_on_masks, train_cases, refresh_with_walker)
     console.print(f"settings: {describe_sizes(config)}", highlight=False)
     kwargs = dict(data=data, label=label, organ=organ, out=out, config=config, data_root=data_root, device=device,
                   resume=resume, points=points)
@@ -271,6 +276,9 @@ def train(
     rule = "pseudo labels settled" if summary["selection"] == "settle" else "best validation Dice"
     score = (f"validation Dice {final['mean']:.3f}±{final['std']:.3f} (median {final['median']:.3f}, "
              f"{final['n']} masks)" if final["n"] else "no validation masks")
+    both = summary.get("final_val_dice_with_walker")
+    if final["n"] and both:
+        score += f"; with the walker at prediction {both['mean']:.3f}"
     console.print(f"kept round {summary['best_round']} ({rule}): {score}; outputs in {out}")
 
 
@@ -292,6 +300,7 @@ def ablation(
     select_on_masks: SelectOpt = False,
     resume: ResumeOpt = True,
     train_cases: TrainCasesOpt = None,
+    refresh_with_walker: RefreshOpt = None,
 ):
     """Run several variants on the same data and write the paper's Table 1 for them."""
     from extremefast.train.ablation import run_ablation
@@ -299,7 +308,7 @@ def ablation(
     names = [v.strip() for v in variants.split(",") if v.strip()]
     table = run_ablation(names, out, lambda v: _train_config(v, rounds, epochs, crop_size, batch_size, None, None,
                                                              device.value, seed, None, select_on_masks,
-                                                             train_cases),
+                                                             train_cases, refresh_with_walker),
                          data=data, label=label, organ=organ, data_root=data_root, device=device.value,
                          log=console.print,
                          points=points, resume=resume)

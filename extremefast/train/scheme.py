@@ -157,6 +157,7 @@ class Scheme:
                 self.cpu.adapt()
                 t_refresh = time.perf_counter()
                 fresh, kept_previous = refreshed_labels(self.trainer, mine, cfg, rt)
+                # (a case whose prediction was empty keeps its label, which the average moves towards round 0's)
                 if cfg.refresh_with_walker and cfg.switches["rw_regularise"]:
                     fresh = {name: average_with_walker(label, self._round_zero(name)) for name, label in fresh.items()}
                 refresh["refresh_seconds"] = time.perf_counter() - t_refresh
