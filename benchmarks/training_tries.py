@@ -4,7 +4,8 @@ Runs ``extremefast.train.run.train`` with :func:`cpu_defaults` and the ``--set``
 :class:`TrainConfig` field), then scores the kept model's validation predictions three ways: as
 they are, refined by the random walker on their uncertainty band (``predict --refine``), and
 averaged with the walker's pseudo label from the same clicks (``predict --with-walker``), each
-against the real masks, beside the walker alone. Prints one line per round and the two scores; ``--json`` saves them.
+against the real masks, beside the walker alone. Prints one line per round and the four scores;
+``--json`` saves them.
 
     python benchmarks/training_tries.py --data ../shared/data/ct_sarcoma --label 1 --variant full \\
         --set init_filters=16 --out /tmp/tries/full16

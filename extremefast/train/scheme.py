@@ -125,10 +125,7 @@ class Scheme:
         rnd = self.state["round"]
         if rnd > 1 and not cfg.switches["full"]:
             for case in self.train_cases:
-                got = self.cache.get(f"r{rnd - 1}_{case.name}")
-                if got is None:
-                    raise DataError(f"{self.cache.folder}: pseudo labels of round {rnd - 1} missing; cannot resume")
-                case.pseudo = got[0]["pseudo"]
+                case.pseudo = self._cached_label(rnd - 1, case.name)
         max_rounds = 1 if cfg.switches["full"] else cfg.rounds
         while self.state["round"] <= max_rounds and not self._stop():
             rnd = self.state["round"]
@@ -159,7 +156,7 @@ class Scheme:
                 fresh, kept_previous = refreshed_labels(self.trainer, mine, cfg, rt)
                 # (a case whose prediction was empty keeps its label, which the average moves towards round 0's)
                 if cfg.refresh_with_walker and cfg.switches["rw_regularise"]:
-                    fresh = {name: average_with_walker(label, self._round_zero(name)) for name, label in fresh.items()}
+                    fresh = {name: average_with_walker(label, self._cached_label(0, name)) for name, label in fresh.items()}
                 refresh["refresh_seconds"] = time.perf_counter() - t_refresh
                 for case in self.train_cases:
                     case.pseudo = fresh.get(case.name)
@@ -187,11 +184,11 @@ class Scheme:
             rt.log(row_line(row))
         return self.finish()
 
-    def _round_zero(self, name: str):
-        """The round-0 random-walker label of training case ``name`` (from the cache)."""
-        got = self.cache.get(f"r0_{name}")
+    def _cached_label(self, rnd: int, name: str):
+        """The pseudo label of round ``rnd`` of training case ``name``, from the cache."""
+        got = self.cache.get(f"r{rnd}_{name}")
         if got is None:
-            raise DataError(f"{self.cache.folder}: round-0 pseudo label of {name} missing")
+            raise DataError(f"{self.cache.folder}: pseudo label of {name}, round {rnd}, missing; cannot go on")
         return got[0]["pseudo"]
 
     def _stop(self) -> bool:
