@@ -228,9 +228,11 @@ def test_round_zero_equals_the_pseudo_label_of_the_scan(shared_data, tmp_path):
     assert cases[0].raw is None  # freed once round 0 is made
 
 
-def test_validation_with_the_walker_is_what_predict_with_walker_gives(phantoms, tmp_path):
+@pytest.mark.parametrize("pad_fraction", [None, 0.3])
+def test_validation_with_the_walker_is_what_predict_with_walker_gives(phantoms, tmp_path, pad_fraction):
     # the run's "with the walker" column must be the Dice a user gets from `predict --with-walker`
-    # on the same validation scans and clicks (the mask's extreme points, as training uses)
+    # on the same validation scans and clicks (the mask's extreme points, as training uses);
+    # with either crop margin, prediction must crop as training did
     import numpy as np
 
     from extremefast.data import open_msd
@@ -239,13 +241,14 @@ def test_validation_with_the_walker_is_what_predict_with_walker_gives(phantoms, 
     from extremefast.train.cases import load_cases
 
     out = tmp_path / "f"
-    summary = train(str(phantoms), None, "spleen", out, TrainConfig(variant="f", **TINY), device="cpu",
-                    log=lambda *_: None)
+    summary = train(str(phantoms), None, "spleen", out, TrainConfig(variant="f", pad_fraction=pad_fraction, **TINY),
+                    device="cpu", log=lambda *_: None)
     for row in summary["rounds"][1:]:
         assert row["val_dice_with_walker"]["n"] == row["val_dice"]["n"] > 0
     ds = open_msd(phantoms)
     value = ds.organ_label(None, "spleen", clicks_given=False)
     predictor = Predictor.from_checkpoint(out / "model.pt")
+    assert predictor.config.pad_fraction == pad_fraction
     cases = load_cases(ds, [c for c in ds.cases if c.name in summary["val_cases"]], value, predictor.config.window)
     alone, with_walker = [], []
     for case in cases:
@@ -254,6 +257,34 @@ def test_validation_with_the_walker_is_what_predict_with_walker_gives(phantoms, 
                                 case.mask))
     assert np.mean(alone) == pytest.approx(summary["final_val_dice"]["mean"], abs=1e-6)
     assert np.mean(with_walker) == pytest.approx(summary["final_val_dice_with_walker"]["mean"], abs=1e-6)
+
+
+def test_pad_fraction_makes_the_crop_the_same_for_a_small_and_a_large_organ():
+    # with pad_fraction an organ twice the size gets twice the margin, so that its clicks fall on
+    # the same crop voxels; the fixed margin (the paper's 20 mm) gives the small organ more context
+    import numpy as np
+
+    from extremefast.pseudo.roi import roi_box
+
+    small = np.array([[40, 50, 50], [60, 50, 50], [50, 40, 50], [50, 60, 50], [50, 50, 44], [50, 50, 56]])
+    large = 50 + 2 * (small - 50)
+    spacing, shape = (1.0, 1.0, 2.0), (200, 200, 200)
+
+    def crop_positions(config, points):
+        box = roi_box(points, spacing, shape, config.crop_margin_mm(points, spacing), (48,) * 3)
+        scale = np.asarray(box.size) / (np.asarray(box.stop) - np.asarray(box.start))
+        return (points - np.asarray(box.start)) * scale
+
+    proportional = TrainConfig(pad_fraction=0.25)
+    assert proportional.crop_margin_mm(small, spacing) == pytest.approx(0.25 * np.mean([21, 21, 26]))
+    assert np.allclose(crop_positions(proportional, small), crop_positions(proportional, large), atol=1.5)
+    fixed = TrainConfig()
+    assert fixed.crop_margin_mm(small, spacing) == fixed.crop_margin_mm(large, spacing) == 20.0
+    assert not np.allclose(crop_positions(fixed, small), crop_positions(fixed, large), atol=3)
+    for bad in (0, -0.1, 3):
+        with pytest.raises(InputError, match="pad_fraction"):
+            TrainConfig(pad_fraction=bad)
+    assert TrainConfig.from_dict({"variant": "f"}).pad_fraction is None  # checkpoints from before keep 20 mm
 
 
 def test_refresh_with_walker_averages_the_refreshed_label_and_round_zero(phantoms, tmp_path):
@@ -292,3 +323,13 @@ def test_paper_refresh_switches_the_averaged_refresh_off(phantoms, tmp_path, cli
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["config"]["refresh_with_walker"] is False
     assert "with the walker at prediction" in out
+
+
+def test_pad_fraction_option_and_the_cpu_default():
+    from extremefast.cli.main import _train_config
+
+    defaults = _train_config("f", None, None, None, None, None, None, "cpu", 0, None)
+    assert defaults.pad_fraction == 0.2  # CPU sizes: the margin in proportion to the clicks' box
+    args = ("f", None, None, None, None, None, None, "cpu", 0, None, False, None, None)
+    assert _train_config(*args, 0.3).pad_fraction == 0.3
+    assert _train_config(*args, 0.0).pad_fraction is None  # --pad-fraction 0: the paper's 20 mm

@@ -190,7 +190,7 @@ def pseudo_label(
 
 
 def _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed, point_loss_weight,
-                  select_on_masks=False, max_cases=None, refresh_with_walker=None):
+                  select_on_masks=False, max_cases=None, refresh_with_walker=None, pad_fraction=None):
     import torch
 
     from extremefast.model import default_config
@@ -204,6 +204,8 @@ def _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_,
                  if v is not None}
     if select_on_masks:
         overrides["selection"] = "masks"
+    if pad_fraction is not None:
+        overrides["pad_fraction"] = pad_fraction or None  # 0: the fixed margin, pad_mm
     return config.with_(**overrides)
 
 
@@ -218,6 +220,9 @@ DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run: a GPU
 TrainCasesOpt = Annotated[Optional[int], typer.Option(
     "--train-cases", min=2, help="Train on at most this many of the training cases (the validation split is unchanged).")]
 AlphaOpt = Annotated[Optional[float], typer.Option("--point-loss-weight", help="alpha of L = Dice + alpha L_points.")]
+PadOpt = Annotated[Optional[float], typer.Option(
+    "--pad-fraction", min=0.0, max=2.0,
+    help="The network's crop margin as a fraction of the clicks' box; 0: 20 mm on every side, as the paper.")]
 RefreshOpt = Annotated[Optional[bool], typer.Option(
     "--refresh-with-walker/--paper-refresh",
     help="Average each refreshed pseudo label with the round-0 walker label (default), or refresh as the paper does.")]
@@ -246,6 +251,7 @@ def train(
     select_on_masks: SelectOpt = False,
     train_cases: TrainCasesOpt = None,
     refresh_with_walker: RefreshOpt = None,
+    pad_fraction: PadOpt = None,
 ):
     """The iterative weakly supervised scheme: random-walker init, then rounds of training and refresh."""
     from rich.progress import BarColumn, Progress, TextColumn
@@ -256,7 +262,7 @@ def train(
 
     device = device.value
     config = _train_config(variant.value, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed,
-                           point_loss_weight, select_on_masks, train_cases, refresh_with_walker)
+                           point_loss_weight, select_on_masks, train_cases, refresh_with_walker, pad_fraction)
     console.print(f"settings: {describe_sizes(config)}", highlight=False)
     kwargs = dict(data=data, label=label, organ=organ, out=out, config=config, data_root=data_root, device=device,
                   resume=resume, points=points)
@@ -301,6 +307,7 @@ def ablation(
     resume: ResumeOpt = True,
     train_cases: TrainCasesOpt = None,
     refresh_with_walker: RefreshOpt = None,
+    pad_fraction: PadOpt = None,
 ):
     """Run several variants on the same data and write the paper's Table 1 for them."""
     from extremefast.train.ablation import run_ablation
@@ -308,7 +315,7 @@ def ablation(
     names = [v.strip() for v in variants.split(",") if v.strip()]
     table = run_ablation(names, out, lambda v: _train_config(v, rounds, epochs, crop_size, batch_size, None, None,
                                                              device.value, seed, None, select_on_masks,
-                                                             train_cases, refresh_with_walker),
+                                                             train_cases, refresh_with_walker, pad_fraction),
                          data=data, label=label, organ=organ, data_root=data_root, device=device.value,
                          log=console.print,
                          points=points, resume=resume)

@@ -61,7 +61,8 @@ def save_model(path, config: TrainConfig, model_state: dict, best_round: int) ->
     Path
     """
     return save_checkpoint(path, config, model_state, best_round=best_round, window=config.window,
-                           crop_size=config.crop_size, pad_mm=config.pad_mm, point_sigma=config.point_sigma)
+                           crop_size=config.crop_size, pad_mm=config.pad_mm, pad_fraction=config.pad_fraction,
+                           point_sigma=config.point_sigma)
 
 
 def load_checkpoint(path) -> dict:

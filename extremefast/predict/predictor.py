@@ -73,7 +73,7 @@ class Predictor:
         pts = check_points(points, image.shape)
         cfg = self.config
         norm = normalise_intensity(image, cfg.window)
-        box = roi_box(pts, spacing, image.shape, cfg.pad_mm, (cfg.crop_size,) * 3)
+        box = roi_box(pts, spacing, image.shape, cfg.crop_margin_mm(pts, spacing), (cfg.crop_size,) * 3)
         volume = torch.from_numpy(norm[None]).to(self.device)
         x, _, _ = network_input(volume, box, pts, cfg)
         with torch.no_grad():

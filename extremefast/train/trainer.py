@@ -16,9 +16,10 @@ from .cases import CaseData
 
 
 def canonical_box(case: CaseData, config: TrainConfig, points=None) -> Box:
-    """The network's crop of ``case``: the clicks' box with ``pad_mm`` margin, at ``crop_size``."""
+    """The network's crop of ``case``: the clicks' box with its margin
+    (:meth:`~extremefast.model.TrainConfig.crop_margin_mm`), at ``crop_size``."""
     pts = case.points if points is None else points
-    return roi_box(pts, case.spacing, case.image.shape, config.pad_mm, (config.crop_size,) * 3)
+    return roi_box(pts, case.spacing, case.image.shape, config.crop_margin_mm(pts, case.spacing), (config.crop_size,) * 3)
 
 
 class Trainer:
