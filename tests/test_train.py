@@ -110,6 +110,22 @@ def test_killed_run_resumes_with_identical_finished_rounds(phantoms, tmp_path, m
     assert len(resumed["rounds"]) == len(ref["rounds"])
 
 
+def test_resume_with_another_crop_margin_is_refused(phantoms, tmp_path):
+    # a run started with the fixed 20 mm margin (as every run before pad_fraction) must not go on
+    # learning from crops of another margin; the refusal leaves its state as it was
+    out = tmp_path / "run"
+    train(str(phantoms), None, "spleen", out, TrainConfig(variant="c", **dict(TINY, rounds=1)), device="cpu",
+          log=lambda *_: None)
+    before = (out / "state.pt").read_bytes()
+    other = TrainConfig(variant="c", pad_fraction=0.2, **dict(TINY, rounds=2))
+    with pytest.raises(InputError, match="pad_fraction None there, 0.2 now.*--pad-fraction 0"):
+        train(str(phantoms), None, "spleen", out, other, device="cpu", resume=True, log=lambda *_: None)
+    assert (out / "state.pt").read_bytes() == before
+    resumed = train(str(phantoms), None, "spleen", out, TrainConfig(variant="c", **dict(TINY, rounds=2)), device="cpu",
+                    resume=True, log=lambda *_: None)
+    assert len(resumed["rounds"]) == 3
+
+
 def test_two_process_gloo_run_matches_one_process(phantoms, tmp_path):
     code = f"""
 from extremefast.model import TrainConfig

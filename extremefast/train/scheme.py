@@ -57,6 +57,10 @@ class Runtime:
         return self.rank == 0
 
 
+# what decides the crops the network learns from: a resumed run must keep them
+_CROP_FIELDS = ("crop_size", "pad_mm", "pad_fraction", "window", "point_sigma")
+
+
 class Scheme:
     """Runs (or resumes) the rounds of one variant and writes the outputs of ``out``."""
 
@@ -99,6 +103,12 @@ class Scheme:
         if ckpt["config"].get("variant") != self.config.variant:
             raise InputError(f"{path}: the run there is variant {ckpt['config'].get('variant')!r}, not "
                              f"{self.config.variant!r}; use another output folder or the same variant")
+        saved = TrainConfig.from_dict(ckpt["config"])
+        changed = [f"{name} {getattr(saved, name)!r} there, {getattr(self.config, name)!r} now" for name in _CROP_FIELDS
+                   if getattr(saved, name) != getattr(self.config, name)]
+        if changed:  # the weights would go on learning from crops unlike those of the finished rounds
+            raise InputError(f"{path}: the run there cropped otherwise ({'; '.join(changed)}); resume it with its "
+                             f"settings (a margin of 20 mm: --pad-fraction 0) or use another output folder")
         raw = self.trainer.network
         raw.load_state_dict(ckpt["model"])
         self.trainer.optimizer.load_state_dict(ckpt["optimizer"])
