@@ -107,8 +107,9 @@ class Scheme:
         changed = [f"{name} {getattr(saved, name)!r} there, {getattr(self.config, name)!r} now" for name in _CROP_FIELDS
                    if getattr(saved, name) != getattr(self.config, name)]
         if changed:  # the weights would go on learning from crops unlike those of the finished rounds
+            hint = " (its 20 mm margin: --pad-fraction 0)" if saved.pad_fraction is None and self.config.pad_fraction else ""
             raise InputError(f"{path}: the run there cropped otherwise ({'; '.join(changed)}); resume it with its "
-                             f"settings (a margin of 20 mm: --pad-fraction 0) or use another output folder")
+                             f"settings{hint} or use another output folder")
         raw = self.trainer.network
         raw.load_state_dict(ckpt["model"])
         self.trainer.optimizer.load_state_dict(ckpt["optimizer"])
