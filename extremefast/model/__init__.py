@@ -3,10 +3,10 @@ variants as switches), the network and its input crop, and checkpoints."""
 from .checkpoint import load_checkpoint, save_checkpoint, save_model
 from .config import (SELECTIONS, VARIANT_NAMES, VARIANTS, TrainConfig, cpu_defaults, default_config,
                      describe_sizes)
-from .network import (build_model, network_input, predict_probability, probability_on_image, resolve_torch_device,
+from .network import (build_model, network_box, network_input, predict_probability, probability_on_image, resolve_torch_device,
                       unwrap)
 
 __all__ = ["TrainConfig", "VARIANTS", "VARIANT_NAMES", "SELECTIONS", "default_config", "cpu_defaults",
-           "describe_sizes", "build_model", "network_input", "predict_probability", "probability_on_image",
+           "describe_sizes", "build_model", "network_box", "network_input", "predict_probability", "probability_on_image",
            "resolve_torch_device", "unwrap", "load_checkpoint",
            "save_checkpoint", "save_model"]

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..errors import BackendUnavailable, InputError
 from ..nn import SegResNet
 from ..pseudo.point_channel import gaussian_points
-from ..pseudo.roi import Box, clip_to_clicks, paste_back
+from ..pseudo.roi import Box, clip_to_clicks, paste_back, roi_box
 from .config import TrainConfig
 
 
@@ -46,6 +46,12 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     torch.nn.Module
     """
     return model.module if hasattr(model, "module") else model
+
+
+def network_box(points, spacing, image_shape, config: TrainConfig) -> Box:
+    """The network's crop of a scan: the clicks' box with its margin
+    (:meth:`TrainConfig.crop_margin_mm`), at ``crop_size``; training and prediction both crop here."""
+    return roi_box(points, spacing, image_shape, config.crop_margin_mm(points, spacing), (config.crop_size,) * 3)
 
 
 def network_input(case_tensor: torch.Tensor, box: Box, points: np.ndarray, config: TrainConfig):

@@ -13,6 +13,7 @@ from ..model import (
     TrainConfig,
     build_model,
     load_checkpoint,
+    network_box,
     network_input,
     predict_probability,
     probability_on_image,
@@ -20,7 +21,7 @@ from ..model import (
 )
 from ..pseudo.pseudo_label import normalise_intensity, pseudo_label_from_points
 from ..pseudo.refine import average_with_walker, refine_probability
-from ..pseudo.roi import check_spacing, roi_box
+from ..pseudo.roi import check_spacing
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Predictor:
         pts = check_points(points, image.shape)
         cfg = self.config
         norm = normalise_intensity(image, cfg.window)
-        box = roi_box(pts, spacing, image.shape, cfg.crop_margin_mm(pts, spacing), (cfg.crop_size,) * 3)
+        box = network_box(pts, spacing, image.shape, cfg)
         volume = torch.from_numpy(norm[None]).to(self.device)
         x, _, _ = network_input(volume, box, pts, cfg)
         with torch.no_grad():

@@ -7,19 +7,19 @@ import torch
 from ..losses import point_loss
 from ..losses.dice import dice_loss
 from ..metrics import dice, summarise
-from ..model import TrainConfig, build_model, network_input, predict_probability, probability_on_image, unwrap
+from ..model import (TrainConfig, build_model, network_box, network_input, predict_probability, probability_on_image,
+                     unwrap)
 from ..model.network import crop_volumes
 from ..pseudo.extreme_points import jitter_points
 from ..pseudo.refine import average_with_walker
-from ..pseudo.roi import Box, clicks_mask_in_crop, roi_box
+from ..pseudo.roi import Box, clicks_mask_in_crop
 from .cases import CaseData
 
 
 def canonical_box(case: CaseData, config: TrainConfig, points=None) -> Box:
-    """The network's crop of ``case``: the clicks' box with its margin
-    (:meth:`~extremefast.model.TrainConfig.crop_margin_mm`), at ``crop_size``."""
-    pts = case.points if points is None else points
-    return roi_box(pts, case.spacing, case.image.shape, config.crop_margin_mm(pts, case.spacing), (config.crop_size,) * 3)
+    """The network's crop of ``case`` (:func:`~extremefast.model.network.network_box`), at its
+    clicks or at ``points``."""
+    return network_box(case.points if points is None else points, case.spacing, case.image.shape, config)
 
 
 class Trainer:
