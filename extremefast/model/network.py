@@ -50,7 +50,21 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def network_box(points, spacing, image_shape, config: TrainConfig) -> Box:
     """The network's crop of a scan: the clicks' box with its margin
-    (:meth:`TrainConfig.crop_margin_mm`), at ``crop_size``; training and prediction both crop here."""
+    (:meth:`TrainConfig.crop_margin_mm`), at ``crop_size``; training and prediction both crop here.
+
+    Parameters
+    ----------
+    points : array_like
+        (6, 3) voxel indices of the clicks.
+    spacing : sequence of float
+        Voxel size in mm.
+    image_shape : tuple of int
+    config : TrainConfig
+
+    Returns
+    -------
+    Box
+    """
     return roi_box(points, spacing, image_shape, config.crop_margin_mm(points, spacing), (config.crop_size,) * 3)
 
 
