@@ -49,7 +49,7 @@ def saved_model(data: str, label, organ, model_path, split: str = "validation"):
     config = TrainConfig.from_dict(ckpt["config"])
     ds = open_dataset(data)
     value = ds.organ_label(label, organ, clicks_given=False)
-    train_cases, val = train_val_split(ds, config.n_val, seed=config.seed)
+    train_cases, val = train_val_split(ds, config.n_val, seed=config.seed, fold=config.fold)
     chosen = val if split == "validation" else train_cases[: config.max_cases]
     cases = load_cases(ds, chosen, value, config.window)
     for case in cases:  # the trainer's crops carry a target volume; none is needed here

@@ -96,6 +96,16 @@ def test_train_val_split_is_deterministic_and_paper_sized(tmp_path):
     assert (len(train), len(val)) == (32, 9)
     assert [c.name for c in val] == [c.name for c in train_val_split(ds)[1]]
     assert not {c.name for c in train} & {c.name for c in val}
+    # folds of one seed: fold 0 is the split above, together they validate on every case once
+    assert [c.name for c in train_val_split(ds, fold=0)[1]] == [c.name for c in val]
+    folds = [train_val_split(ds, fold=k) for k in range(5)]
+    assert [len(v) for _, v in folds] == [9, 9, 9, 9, 5]
+    assert sorted(c.name for _, v in folds for c in v) == sorted(c.name for c in ds.cases)
+    for train_k, val_k in folds:
+        assert len(train_k) + len(val_k) == 41 and not {c.name for c in train_k} & {c.name for c in val_k}
+    for bad in (5, -1):
+        with pytest.raises(InputError, match=f"fold {bad} does not exist.*folds 0-4"):
+            train_val_split(ds, fold=bad)
 
 
 def test_msd_spleen_missing_says_where_to_get_it(tmp_path, cli):

@@ -126,6 +126,23 @@ def test_resume_with_another_crop_margin_is_refused(phantoms, tmp_path):
     assert len(resumed["rounds"]) == 3
 
 
+def test_fold_validates_on_other_cases_and_a_resume_must_keep_it(phantoms, tmp_path):
+    # --fold moves the validation block; a run cannot be resumed on another fold's cases
+    out = tmp_path / "run"
+    first = train(str(phantoms), None, "spleen", out, TrainConfig(variant="c", fold=1, **dict(TINY, rounds=1)),
+                  device="cpu", log=lambda *_: None)
+    assert first["config"]["fold"] == 1
+    before = (out / "state.pt").read_bytes()
+    with pytest.raises(InputError, match="fold 1 there, 0 now"):
+        train(str(phantoms), None, "spleen", out, TrainConfig(variant="c", **dict(TINY, rounds=2)), device="cpu",
+              resume=True, log=lambda *_: None)
+    assert (out / "state.pt").read_bytes() == before
+    fold0 = train(str(phantoms), None, "spleen", tmp_path / "fold0", TrainConfig(variant="c", **dict(TINY, rounds=1)),
+                  device="cpu", log=lambda *_: None)
+    assert not set(fold0["val_cases"]) & set(first["val_cases"])
+    assert set(fold0["val_cases"]) <= set(first["train_cases"])
+
+
 def test_two_process_gloo_run_matches_one_process(phantoms, tmp_path):
     code = f"""
 from extremefast.model import TrainConfig
@@ -349,3 +366,4 @@ def test_pad_fraction_option_and_the_cpu_default():
     args = ("f", None, None, None, None, None, None, "cpu", 0, None, False, None, None)
     assert _train_config(*args, 0.3).pad_fraction == 0.3
     assert _train_config(*args, 0.0).pad_fraction is None  # --pad-fraction 0: the paper's 20 mm
+    assert defaults.fold == 0 and _train_config(*args, None, 2).fold == 2

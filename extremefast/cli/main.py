@@ -190,13 +190,13 @@ def pseudo_label(
 
 
 def _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed, point_loss_weight,
-                  select_on_masks=False, max_cases=None, refresh_with_walker=None, pad_fraction=None):
+                  select_on_masks=False, max_cases=None, refresh_with_walker=None, pad_fraction=None, fold=0):
     import torch
 
     from extremefast.model import default_config
 
     cuda = device != "cpu" and torch.cuda.is_available()
-    config = default_config(variant, cuda=cuda, seed=seed)
+    config = default_config(variant, cuda=cuda, seed=seed, fold=fold)
     overrides = {k: v for k, v in dict(rounds=rounds, epochs_per_round=epochs, crop_size=crop_size,
                                        batch_size=batch_size, amp=amp, compile=compile_,
                                        point_loss_weight=point_loss_weight, max_cases=max_cases,
@@ -223,6 +223,9 @@ AlphaOpt = Annotated[Optional[float], typer.Option("--point-loss-weight", help="
 PadOpt = Annotated[Optional[float], typer.Option(
     "--pad-fraction", min=0.0, max=2.0,
     help="The network's crop margin as a fraction of the clicks' box; 0: 20 mm on every side, as the paper.")]
+FoldOpt = Annotated[int, typer.Option(
+    "--fold", min=0,
+    help="Which block of the seed's shuffled cases validates: folds 0, 1, ... validate on every case once.")]
 RefreshOpt = Annotated[Optional[bool], typer.Option(
     "--refresh-with-walker/--paper-refresh",
     help="Average each refreshed pseudo label with the round-0 walker label (default), or refresh as the paper does.")]
@@ -252,6 +255,7 @@ def train(
     train_cases: TrainCasesOpt = None,
     refresh_with_walker: RefreshOpt = None,
     pad_fraction: PadOpt = None,
+    fold: FoldOpt = 0,
 ):
     """The iterative weakly supervised scheme: random-walker init, then rounds of training and refresh."""
     from rich.progress import BarColumn, Progress, TextColumn
@@ -262,7 +266,7 @@ def train(
 
     device = device.value
     config = _train_config(variant.value, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed,
-                           point_loss_weight, select_on_masks, train_cases, refresh_with_walker, pad_fraction)
+                           point_loss_weight, select_on_masks, train_cases, refresh_with_walker, pad_fraction, fold)
     console.print(f"settings: {describe_sizes(config)}", highlight=False)
     kwargs = dict(data=data, label=label, organ=organ, out=out, config=config, data_root=data_root, device=device,
                   resume=resume, points=points)
@@ -308,6 +312,7 @@ def ablation(
     train_cases: TrainCasesOpt = None,
     refresh_with_walker: RefreshOpt = None,
     pad_fraction: PadOpt = None,
+    fold: FoldOpt = 0,
 ):
     """Run several variants on the same data and write the paper's Table 1 for them."""
     from extremefast.train.ablation import run_ablation
@@ -315,7 +320,7 @@ def ablation(
     names = [v.strip() for v in variants.split(",") if v.strip()]
     table = run_ablation(names, out, lambda v: _train_config(v, rounds, epochs, crop_size, batch_size, None, None,
                                                              device.value, seed, None, select_on_masks,
-                                                             train_cases, refresh_with_walker, pad_fraction),
+                                                             train_cases, refresh_with_walker, pad_fraction, fold),
                          data=data, label=label, organ=organ, data_root=data_root, device=device.value,
                          log=console.print,
                          points=points, resume=resume)

@@ -257,12 +257,14 @@ def open_dataset(data: str, *, data_root=None, synthetic_cases: int = 12, synthe
 
 
 def train_val_split(dataset: Dataset, n_val: int | None = None, seed: int = 0,
-                    cases: list[Case] | None = None) -> tuple[list[Case], list[Case]]:
+                    cases: list[Case] | None = None, fold: int = 0) -> tuple[list[Case], list[Case]]:
     """A deterministic split of the cases (``cases``, default all) into training and validation.
 
-    The cases are sorted by name and shuffled with ``seed``; the first ``n_val`` go to
-    validation. By default ``n_val`` is the paper's 9 for MSD spleen (32/9) and 22% of
-    the cases (at least one, at most all but one) otherwise.
+    The cases are sorted by name and shuffled with ``seed``; the ``fold``-th block of ``n_val``
+    of them goes to validation (fold 0: the first ``n_val``), so that folds 0, 1, ... of one
+    seed validate on every case once (the last block may be shorter). By default ``n_val`` is the
+    paper's 9 for MSD spleen (32/9) and 22% of the cases (at least one, at most all but one)
+    otherwise.
 
     Parameters
     ----------
@@ -272,6 +274,8 @@ def train_val_split(dataset: Dataset, n_val: int | None = None, seed: int = 0,
     seed : int
     cases : list of Case, optional
         The cases to split (default: all of the data set).
+    fold : int
+        Which block of ``n_val`` shuffled cases validates.
 
     Returns
     -------
@@ -283,7 +287,12 @@ def train_val_split(dataset: Dataset, n_val: int | None = None, seed: int = 0,
     if n_val is None:
         n_val = PAPER_VALIDATION_CASES.get(dataset.root.name) or round(0.22 * len(cases))
     n_val = int(min(max(n_val, 1), len(cases) - 1))
+    folds = -(-len(cases) // n_val)
+    if not 0 <= fold < folds:
+        raise InputError(f"fold {fold} does not exist: {len(cases)} cases in blocks of {n_val} validation cases "
+                         f"make folds 0-{folds - 1}")
     order = np.random.default_rng(seed).permutation(len(cases))
-    val = [cases[i] for i in sorted(order[:n_val])]
-    train = [cases[i] for i in sorted(order[n_val:])]
+    block = order[fold * n_val:(fold + 1) * n_val]
+    val = [cases[i] for i in sorted(block)]
+    train = [cases[i] for i in sorted(set(order.tolist()) - set(block.tolist()))]
     return train, val

@@ -75,6 +75,9 @@ class TrainConfig:
     # 0.816 -> 0.826; mandible and right parotid unchanged (docs/table1_real_ct_history.md)
     pad_fraction: float | None = None
     n_val: int | None = None
+    # which block of n_val cases, in the seed's shuffled order, validates (data.train_val_split):
+    # folds 0, 1, ... of one seed validate on every case of the collection once
+    fold: int = 0
     held_back: float = 0.2
     seed: int = 0
     amp: bool = True
@@ -125,6 +128,8 @@ class TrainConfig:
             raise InputError(f"rw_ridge_seeds must lie in [0.5, 1] or be None, got {self.rw_ridge_seeds}")
         if self.pad_fraction is not None and not 0 < self.pad_fraction <= 2:
             raise InputError(f"pad_fraction must lie in (0, 2] or be None, got {self.pad_fraction}")
+        if self.fold < 0:
+            raise InputError(f"fold must be >= 0, got {self.fold}")
         self.blocks_down = tuple(self.blocks_down)
         self.blocks_up = tuple(self.blocks_up)
         if self.window is not None:

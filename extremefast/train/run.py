@@ -45,7 +45,8 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
                           else config.click_noise_mm,
                           window=window_for_modality(config.window, ds.modality))
     train_cases, val_cases = train_val_split(ds, config.n_val, seed=config.seed,
-                                             cases=None if paired is None else [c for c in ds.cases if c.name in paired])
+                                             cases=None if paired is None else [c for c in ds.cases if c.name in paired],
+                                             fold=config.fold)
     if config.max_cases is not None:
         train_cases = train_cases[: config.max_cases]
     skipped, notes = {}, {}

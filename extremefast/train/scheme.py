@@ -59,6 +59,8 @@ class Runtime:
 
 # what decides the crops the network learns from: a resumed run must keep them
 _CROP_FIELDS = ("crop_size", "pad_mm", "pad_fraction", "window", "point_sigma")
+# what decides which cases it learns from and validates on
+_SPLIT_FIELDS = ("seed", "fold")
 
 
 class Scheme:
@@ -110,6 +112,11 @@ class Scheme:
             hint = " (its 20 mm margin: --pad-fraction 0)" if saved.pad_fraction is None and self.config.pad_fraction else ""
             raise InputError(f"{path}: the run there cropped otherwise ({'; '.join(changed)}); resume it with its "
                              f"settings{hint} or use another output folder")
+        split = [f"{name} {getattr(saved, name)!r} there, {getattr(self.config, name)!r} now" for name in _SPLIT_FIELDS
+                 if getattr(saved, name) != getattr(self.config, name)]
+        if split:
+            raise InputError(f"{path}: the run there split the cases otherwise ({'; '.join(split)}); resume it with "
+                             "its --seed and --fold or use another output folder")
         raw = self.trainer.network
         raw.load_state_dict(ckpt["model"])
         self.trainer.optimizer.load_state_dict(ckpt["optimizer"])
