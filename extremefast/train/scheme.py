@@ -63,6 +63,12 @@ _CROP_FIELDS = ("crop_size", "pad_mm", "pad_fraction", "window", "point_sigma")
 _SPLIT_FIELDS = ("seed", "fold")
 
 
+def _differences(saved: TrainConfig, now: TrainConfig, names) -> list[str]:
+    """``"name X there, Y now"`` for each of ``names`` whose value differs between the two runs."""
+    return [f"{name} {getattr(saved, name)!r} there, {getattr(now, name)!r} now" for name in names
+            if getattr(saved, name) != getattr(now, name)]
+
+
 class Scheme:
     """Runs (or resumes) the rounds of one variant and writes the outputs of ``out``."""
 
@@ -106,14 +112,12 @@ class Scheme:
             raise InputError(f"{path}: the run there is variant {ckpt['config'].get('variant')!r}, not "
                              f"{self.config.variant!r}; use another output folder or the same variant")
         saved = TrainConfig.from_dict(ckpt["config"])
-        changed = [f"{name} {getattr(saved, name)!r} there, {getattr(self.config, name)!r} now" for name in _CROP_FIELDS
-                   if getattr(saved, name) != getattr(self.config, name)]
+        changed = _differences(saved, self.config, _CROP_FIELDS)
         if changed:  # the weights would go on learning from crops unlike those of the finished rounds
             hint = " (its 20 mm margin: --pad-fraction 0)" if saved.pad_fraction is None and self.config.pad_fraction else ""
             raise InputError(f"{path}: the run there cropped otherwise ({'; '.join(changed)}); resume it with its "
                              f"settings{hint} or use another output folder")
-        split = [f"{name} {getattr(saved, name)!r} there, {getattr(self.config, name)!r} now" for name in _SPLIT_FIELDS
-                 if getattr(saved, name) != getattr(self.config, name)]
+        split = _differences(saved, self.config, _SPLIT_FIELDS)
         if split:
             raise InputError(f"{path}: the run there split the cases otherwise ({'; '.join(split)}); resume it with "
                              "its --seed and --fold or use another output folder")
