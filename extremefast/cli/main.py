@@ -411,6 +411,17 @@ def points(
     console.print(f"wrote {out}")
 
 
+@app.command("convert-checkpoint")
+def convert_checkpoint(
+    source: Annotated[Path, typer.Argument(help="A model.pt or state.pt written before data-only checkpoints.")],
+    target: Annotated[Path, typer.Argument(help="Where to write it in the current format (may be SOURCE).")],
+):
+    """Rewrite an older checkpoint as data only (read without running anything in it; same weights)."""
+    from extremefast.model import convert_checkpoint as convert
+
+    console.print(f"wrote {convert(source, target)}", highlight=False)
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit code (0, 1 for known errors, 2 for usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)
