@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -79,6 +80,38 @@ def atomic_write(path) -> Iterator[Path]:
         raise DataError(f"{path}: could not write ({exc.strerror or exc})") from None
     except BaseException:
         _remove(tmp)
+        raise
+
+
+@contextmanager
+def atomic_folder(path) -> Iterator[Path]:
+    """Yield a temporary folder to fill; on leaving the block it becomes ``path`` at once.
+
+    ``path`` must be absent or an empty folder (it is replaced). On any failure the temporary
+    folder is removed and ``path`` is left as it was: a killed writer leaves no half-filled
+    folder under the final name.
+
+    Parameters
+    ----------
+    path : path
+
+    Yields
+    ------
+    Path
+    """
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        if path.exists():
+            path.rmdir()
+        os.replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{path}: could not write ({exc.strerror or exc})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

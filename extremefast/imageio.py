@@ -19,11 +19,11 @@ turns a result back into the file's voxel order for writing.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import DataError, InputError
 from .nifti import Volume, ensure_output_folder, load_nifti, save_nifti, voxel_spacing
 
@@ -214,9 +214,8 @@ def save_image(path, array, affine, *, dtype=None, segment_name: str | None = No
     ensure_output_folder(path.parent)
     if suffix == ".mhd":  # header and data file: the data file's name is written into the header
         return _write_itk(image, path, path)
-    tmp = path.with_name(f".{path.name[: -len(suffix)]}.{os.getpid()}.tmp{suffix}")
-    _write_itk(image, tmp, path)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        _write_itk(image, tmp, path)
     return path
 
 
@@ -419,7 +418,6 @@ def _write_itk(image, target: Path, final: Path) -> Path:
     try:
         sitk.WriteImage(image, str(target), useCompression=True)
     except RuntimeError as exc:
-        Path(target).unlink(missing_ok=True)
         raise DataError(f"{final}: could not write ({_itk_reason(exc)})") from None
     return final
 

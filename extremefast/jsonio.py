@@ -1,31 +1,16 @@
-"""Atomic JSON files (temporary name, fsync, rename); NaN and infinities are written as null,
+"""Atomic JSON files (through :mod:`extremefast.atomic`); NaN and infinities are written as null,
 so that every file is standard JSON (a summary over no mask has a null mean)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from .atomic import write_text
 from .errors import DataError
 
 
 def write_json(path, obj) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w") as fh:
-            json.dump(_finite(obj), fh, indent=1, default=_default, allow_nan=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise DataError(f"{path}: could not write ({exc.strerror or exc})") from None
-    return path
+    return write_text(path, json.dumps(_finite(obj), indent=1, default=_default, allow_nan=False))
 
 
 def read_json(path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import DataError, InputError
 
 
@@ -98,15 +99,9 @@ def save_nifti(path, array, affine, *, dtype=None) -> Path:
     img = nib.Nifti1Image(array, affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
     ensure_output_folder(path.parent)
-    try:
+    with atomic_write(path) as tmp:
         nib.save(img, str(tmp))
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"{path}: could not write ({exc.strerror or exc})") from None
     return path
 
 

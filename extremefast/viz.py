@@ -2,10 +2,11 @@
 contact sheets (one tile per case of a collection, to review it at a glance)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_write
 
 
 def _pyplot():
@@ -118,13 +119,9 @@ def _centre(prob, points):
 
 
 def _save(fig, path, plt) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=80)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=80)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)

@@ -7,13 +7,13 @@ leaves an entry that a later run trusts.
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
 from .._version import CACHE_SCHEMA
+from ..atomic import atomic_write
 from ..errors import DataError
 
 
@@ -39,9 +39,8 @@ class ArrayCache:
         import h5py
 
         final = self.path(key)
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         try:
-            with h5py.File(tmp, "w") as f:
+            with atomic_write(final) as tmp, h5py.File(tmp, "w") as f:
                 f.attrs["schema"] = self.schema
                 f.attrs["complete"] = False
                 for name, value in (attrs or {}).items():
@@ -51,12 +50,7 @@ class ArrayCache:
                     opts = {"compression": "lzf"} if array.size > 4096 else {}
                     f.create_dataset(name, data=array, **opts)
                 f.attrs["complete"] = True
-                f.flush()
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
+        except OSError as exc:  # h5py's own errors on a full disk
             raise DataError(f"{final}: could not write cache entry ({exc.strerror or exc})") from None
         return final
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_text
 from ..errors import DataError, InputError
 from ..nifti import voxel_spacing
 
@@ -246,14 +247,7 @@ def write_points(path, points, affine=None, space: str = "voxel", *, slicer: boo
                                               for i, p in enumerate(pts)]}]}
     else:
         doc = {"space": space, "points": pts.tolist()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"{path}: could not write points ({exc.strerror or exc})") from None
-    return path
+    return write_text(path, json.dumps(doc, indent=1))
 
 
 def arrange_clicks(points, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:

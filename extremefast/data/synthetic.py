@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from .._version import CACHE_SCHEMA
+from ..atomic import atomic_folder
 from ..errors import DataError, InputError
 
 ORGANS = {1: "spleen", 2: "kidney_right", 3: "kidney_left", 4: "gallbladder", 5: "liver", 6: "stomach"}
@@ -173,41 +173,30 @@ def write_synthetic_dataset(out, cases: int = 12, seed: int = 0, shape=DEFAULT_S
         raise DataError(f"{out}: output folder exists and is not empty")
     if out.parent.exists() and not out.parent.is_dir():
         raise DataError(f"{out.parent}: a file is in the way of the output folder")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        (tmp / "imagesTr").mkdir(parents=True)
+    with atomic_folder(out) as tmp:
+        (tmp / "imagesTr").mkdir()
         (tmp / "labelsTr").mkdir()
-    except OSError as exc:
-        raise DataError(f"{out}: cannot create output folder ({exc.strerror or exc})") from None
-    training = []
-    # Case seeds derive from the data set seed, so seeds 0 and 1 give disjoint cases.
-    case_seeds = np.random.SeedSequence(seed).spawn(cases)
-    for n in range(cases):
-        name = f"phantom_{seed:03d}_{n:03d}"
-        image, labels, affine = make_phantom(int(case_seeds[n].generate_state(1)[0]), shape, spacing)
-        save_nifti(tmp / "imagesTr" / f"{name}.nii.gz", image.astype(np.int16), affine)
-        save_nifti(tmp / "labelsTr" / f"{name}.nii.gz", labels.astype(np.uint8), affine)
-        training.append({"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"})
-        if progress is not None:
-            progress()
-    meta = {
-        "name": f"synthetic_seed{seed}",
-        "description": "extremefast synthetic CT-like abdominal phantoms",
-        "modality": {"0": "CT"},
-        "labels": {"0": "background", **{str(k): v for k, v in ORGANS.items()}},
-        "numTraining": cases,
-        "training": training,
-        "extremefast": {"seed": seed, "shape": list(shape), "spacing": list(spacing), "schema": CACHE_SCHEMA},
-    }
-    (tmp / "dataset.json").write_text(json.dumps(meta, indent=1))
-    try:
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DataError(f"{out}: could not move the finished data set into place ({exc.strerror or exc})") from None
+        training = []
+        # Case seeds derive from the data set seed, so seeds 0 and 1 give disjoint cases.
+        case_seeds = np.random.SeedSequence(seed).spawn(cases)
+        for n in range(cases):
+            name = f"phantom_{seed:03d}_{n:03d}"
+            image, labels, affine = make_phantom(int(case_seeds[n].generate_state(1)[0]), shape, spacing)
+            save_nifti(tmp / "imagesTr" / f"{name}.nii.gz", image.astype(np.int16), affine)
+            save_nifti(tmp / "labelsTr" / f"{name}.nii.gz", labels.astype(np.uint8), affine)
+            training.append({"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"})
+            if progress is not None:
+                progress()
+        meta = {
+            "name": f"synthetic_seed{seed}",
+            "description": "extremefast synthetic CT-like abdominal phantoms",
+            "modality": {"0": "CT"},
+            "labels": {"0": "background", **{str(k): v for k, v in ORGANS.items()}},
+            "numTraining": cases,
+            "training": training,
+            "extremefast": {"seed": seed, "shape": list(shape), "spacing": list(spacing), "schema": CACHE_SCHEMA},
+        }
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=1))
     return out
 
 
