@@ -60,6 +60,27 @@ def environment() -> dict:
     return env
 
 
+def provenance(env: dict | None = None) -> dict:
+    """Where a result file came from: commit, machine, command and date (``docs/results/*.json``).
+
+    ``benchmarks/report.py`` prints it under each experiment and ``tests/test_docs.py`` requires it.
+    """
+    import datetime
+    import shlex
+
+    env = env or environment()
+    gpu = env.get("gpu")
+    machine = f"{env.get('cpus', '?')}-core {env.get('cpu', '?')}" + (f", {gpu}" if gpu not in (None, "none") else ", no GPU")
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(REPO)
+    except ValueError:
+        pass
+    return {"commit": env.get("commit") or "?", "machine": machine,
+            "command": shlex.join(["python", str(script), *sys.argv[1:]]),
+            "date": datetime.date.today().isoformat()}
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -80,7 +101,8 @@ def report(title: str, rows: list[dict], args, extra: dict | None = None):
             print("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
     if args is not None and args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"title": title, "environment": env, "rows": rows, **(extra or {})},
+        args.json.write_text(json.dumps({"provenance": provenance(env), "title": title, "environment": env,
+                                         "rows": rows, **(extra or {})},
                                         indent=1, default=str))
     sys.stdout.flush()
 

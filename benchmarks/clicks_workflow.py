@@ -13,7 +13,7 @@
    one of them; the masks must be the same voxels in world space as from the NIfTI scans.
 
     python benchmarks/clicks_workflow.py --data ../shared/data/ct_sarcoma --label 1 --work /tmp/clicks \\
-        --json docs/results/cpu_clicks_workflow_sarcoma.json
+        --json docs/results/clicks_workflow_sarcoma.json
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import environment
+from _harness import environment, provenance
 from clicks_collection import make_collection
 
 import numpy as np
@@ -155,7 +155,7 @@ def main():
     gain = scores["model, clicks only"]["dice"]["mean"] - scores["random walker (pseudo labels)"]["dice"]["mean"]
     print(f"  clicks-only model minus random walker: {gain:+.3f}; mask-trained model minus clicks-only model: {gap:+.3f}")
     if args.json:
-        write_json(args.json, {"environment": environment(), "data": str(args.data), "noise_mm": args.noise_mm,
+        write_json(args.json, {"provenance": provenance(), "environment": environment(), "data": str(args.data), "noise_mm": args.noise_mm,
                                "minutes": {k: v / 60 for k, v in times.items()},
                                "kept_round": {"clicks only": points_run["best_round"],
                                               "masks": masks_run["best_round"],

@@ -6,7 +6,7 @@ ct_sarcoma (tumour, every case or ``--cases N``), ct_headneck (mandible and righ
 of the first ``--headneck-cases`` cases), ct_abdomen and mr_abdomen (every organ of their one case),
 ct_lung_tumour (its one tumour).
 ``--set key=value`` overrides a PseudoLabelConfig field (repeatable); the tries and their
-figures are in docs/pseudo_labels.md.
+figures are in docs/history.md.
 
     python benchmarks/pseudo_label_tries.py --cases 25 --set beta=2000 --json out.json
 """

@@ -1,7 +1,7 @@
 """Pseudo-label quality of the presets on phantoms and the real scans in ../shared/data.
 
 Dice of the random-walker pseudo label (exact extreme points as clicks) against the full
-mask, per organ, for the 'paper' and 'default' presets (docs/pseudo_labels.md).
+mask, per organ, for the 'paper' and 'default' presets (docs/history.md).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ epoch) and with every core, as before; plus every core with OpenMP's passive wai
 policy beside the busy process (the fastest of ``--repeat`` runs, interleaved), and checks that every run reached the same validation Dice
 band (the runs differ only in threads, so in float summation order).
 
-    python benchmarks/shared_cpu.py --json docs/results/cpu_shared_cpu.json
+    python benchmarks/shared_cpu.py --json docs/results/shared_cpu.json
 """
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ class TrainConfig:
     epochs_per_round: int = 20
     # round 1 learns from the random walker's labels, the largest step of the scheme (paper,
     # section 4); None: epochs_per_round like the others. On ct_sarcoma (f, CPU sizes) 30 epochs
-    # in round 1 gave 0.773 against 0.772 with 10 (docs/table1_real_ct_history.md)
+    # in round 1 gave 0.773 against 0.772 with 10 (docs/history.md)
     first_round_epochs: int | None = None
     steps_per_epoch: int | None = None
     batch_size: int = 4
@@ -61,7 +61,7 @@ class TrainConfig:
     rw_radius: float = 4.0
     # the refresh also seeds the confident ridge of parts thinner than 2 rw_radius, which erosion
     # leaves seedless (pseudo.seeds.uncertainty_seeds); None: erosion alone, as the paper. The
-    # mandible's training cases refreshed from one model: 0.819 -> 0.881 (docs/pseudo_labels.md)
+    # mandible's training cases refreshed from one model: 0.819 -> 0.881 (docs/history.md)
     rw_ridge_seeds: float | None = 0.8
     rw_crop_size: int = 128
     rw_beta: float | None = None  # None: the pseudo-label preset's beta
@@ -72,7 +72,7 @@ class TrainConfig:
     # instead of pad_mm, so that a small organ fills as much of the crop as a large one (20 mm is
     # 0.2 of a 100 mm organ); None: pad_mm on every side, as the paper. CPU sizes use 0.2: ct_sarcoma,
     # f 0.800 -> 0.840 (the two smallest tumours had been filled out to the clicks' box), full
-    # 0.816 -> 0.826; mandible and right parotid unchanged (docs/table1_real_ct_history.md)
+    # 0.816 -> 0.826; mandible and right parotid unchanged (docs/history.md)
     pad_fraction: float | None = None
     n_val: int | None = None
     # which block of n_val cases, in the seed's shuffled order, validates (data.train_val_split):
@@ -109,7 +109,7 @@ class TrainConfig:
     # round-0 walker label (pseudo.refine.average_with_walker), so that the rounds cannot drift
     # away from what the clicks alone give; False: the refreshed label alone, as the paper.
     # ct_sarcoma, f at CPU sizes, splits 0/1/2: 0.775/0.771/0.754 -> 0.800/0.783/0.802
-    # (docs/table1_real_ct_history.md, "The walker beside the network")
+    # (docs/history.md, "The walker beside the network")
     refresh_with_walker: bool = True
     extra: dict = field(default_factory=dict)
 

@@ -95,16 +95,16 @@ class PseudoLabelConfig:
 PRESETS = {
     # The paper's settings: radii 2 and 30 voxels in a 128^3 crop, scikit-image defaults.
     "paper": PseudoLabelConfig(preset="paper"),
-    # Measured better on real scans and phantoms (docs/pseudo_labels.md): thicker foreground
+    # Measured better on real scans and phantoms (docs/history.md): thicker foreground
     # seeds, a sharper edge weighting (beta 4000 instead of 130), background seeds
     # outside the box the clicks span, and for an organ above the window (bone) an intensity
     # rule (mandible of ct_headneck 0.543 -> 0.791 over 60 cases, no other organ changed).
     # Scribbles keep to the organ's intensity as the clicks' inward samples give it (ct_sarcoma
-    # 0.643 -> 0.749 over 25 tumours, MR pancreas 0.503 -> 0.669; docs/pseudo_labels.md).
+    # 0.643 -> 0.749 over 25 tumours, MR pancreas 0.503 -> 0.669; docs/history.md).
     # The grown foreground seeds keep to the organ's intensity too (CT pancreas 0.642 -> 0.655,
-    # the lung tumour 0.755 -> 0.846, no case lower by more than 0.008; docs/pseudo_labels.md).
+    # the lung tumour 0.755 -> 0.846, no case lower by more than 0.008; docs/history.md).
     # Inside the box no seed from the background radius: the walker decides (ct_sarcoma 0.749 ->
-    # 0.791 over 25 tumours, CT liver 0.520 -> 0.752; docs/pseudo_labels.md).
+    # 0.791 over 25 tumours, CT liver 0.520 -> 0.752; docs/history.md).
     "default": PseudoLabelConfig(r_foreground=5.0, beta=4000.0, background_outside_box=True, background_in_box=False,
                                  beyond_window=0.9, path_intensity_weight=0.5, plain_path_k=3.0,
                                  seed_intensity_k=3.0, preset="default"),
@@ -118,7 +118,7 @@ def get_preset(name: str, **overrides) -> PseudoLabelConfig:
     ----------
     name : {"default", "paper"}
         ``"paper"``: the published radii (2 and 30 voxels) and beta 130; ``"default"``: the
-        settings measured best on the shared scans (docs/pseudo_labels.md).
+        settings measured best on the shared scans (docs/history.md).
     **overrides
         :class:`PseudoLabelConfig` fields to change.
 

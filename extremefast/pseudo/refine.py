@@ -75,6 +75,6 @@ def average_with_walker(prob, walker_prob):
     average 0.822; of 17 CPU-trained models on ct_sarcoma, the mandible and the right parotid
     the average beat the network for 16. A network far above the walker loses by it (the
     mandible's models trained with the averaged refresh: 0.003-0.010), so predictions use it
-    only when asked (``docs/table1_real_ct_history.md``, "The walker beside the network").
+    only when asked (``docs/history.md``, "The walker beside the network").
     """
     return 0.5 * (np.asarray(prob, dtype=np.float32) + np.asarray(walker_prob, dtype=np.float32))

@@ -172,7 +172,7 @@ def clip_to_clicks(prob, points):
     A network's prediction, pasted back from a coarser crop, overshoots the extreme points by
     a voxel or so; on ct_sarcoma's validation cases (variant f, CPU sizes) clipping it there
     took Dice from 0.740 to 0.771, while a box 1 mm larger on every side gave 0.750
-    (docs/pseudo_labels.md).
+    (docs/history.md).
     """
     xp = module_of(prob).xp
     lo, hi = clicks_box(points)
