@@ -27,7 +27,7 @@ def save_overlay(path, image, probability, *, points=None, scribble=None, truth=
     prob = np.asarray(probability)
     centre = _centre(prob, points)
     maps = {label: prob, **(extra or {})}
-    fig, axes = plt.subplots(len(maps), 3, figsize=(10, 3.4 * len(maps)), squeeze=False)
+    fig, axes = plt.subplots(len(maps), 3, figsize=(10.8, 3.4 * len(maps) + 0.6), squeeze=False, layout="constrained")
     for row, (name, m) in enumerate(maps.items()):
         for ax_i, axis in enumerate(range(3)):
             ax = axes[row, ax_i]
@@ -35,7 +35,7 @@ def save_overlay(path, image, probability, *, points=None, scribble=None, truth=
             idx[axis] = int(centre[axis])
             sl = tuple(idx)
             ax.imshow(image[sl].T, cmap="gray", origin="lower", vmin=0, vmax=1)
-            ax.imshow(np.ma.masked_less(m[sl].T, 0.05), cmap="autumn", alpha=0.45, origin="lower", vmin=0, vmax=1)
+            ax.imshow(np.ma.masked_less(m[sl].T, 0.05), cmap=_PROBABILITY_CMAP, alpha=0.45, origin="lower", vmin=0, vmax=1)
             if truth is not None and np.asarray(truth)[sl].any():
                 ax.contour(np.asarray(truth)[sl].T.astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
             if scribble is not None:
@@ -48,10 +48,29 @@ def save_overlay(path, image, probability, *, points=None, scribble=None, truth=
                 ax.plot(p[near, other[0]], p[near, other[1]], "x", color="yellow", ms=7, mew=2)
             ax.set_title(f"{name}: axis {axis} = {int(centre[axis])}", fontsize=8)
             ax.set_axis_off()
+    colours = plt.cm.ScalarMappable(cmap=_PROBABILITY_CMAP, norm=plt.Normalize(0, 1))
+    fig.colorbar(colours, ax=axes, shrink=0.8, label="probability (shown from 0.05)")
+    _legend(fig, plt, truth=truth is not None, scribble=scribble is not None, points=points is not None)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return _save(fig, path, plt)
+
+
+_PROBABILITY_CMAP = "autumn"  # red (low) to yellow (high) over the grey image
+
+
+def _legend(fig, plt, *, truth: bool, scribble: bool, points: bool) -> None:
+    """What the marks of an overlay mean, under the panels."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="cyan", lw=1, label="reference mask outline")] if truth else []
+    if scribble:
+        handles.append(Line2D([], [], color="yellow", marker=".", ls="none", ms=3, label="geodesic scribbles"))
+    if points:
+        handles.append(Line2D([], [], color="yellow", marker="x", ls="none", ms=7, mew=2,
+                              label="extreme-point clicks (within 6 slices)"))
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
 
 
 def save_curves(path, rounds: list[int], curves: dict[str, list[float]], ylabel: str = "Dice",
@@ -94,7 +113,8 @@ def save_contact_sheet(path, tiles: list[dict], columns: int = 6, title: str = "
     n = max(1, len(tiles))
     cols = min(columns, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
+    # constrained layout keeps the page title and the legend clear of the first and last row's titles
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows + 0.8), squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, tile in zip(axes.ravel(), tiles):
@@ -105,8 +125,13 @@ def save_contact_sheet(path, tiles: list[dict], columns: int = 6, title: str = "
             ax.plot(tile["points"][:, 0], tile["points"][:, 1], "x", color="yellow", ms=5, mew=1.5)
         ax.set_title(tile["title"], fontsize=7)
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=10)
+    from matplotlib.lines import Line2D
+
+    fig.legend(handles=[Line2D([], [], color="orange", lw=1, label="mask outline"),
+                        Line2D([], [], color="yellow", marker="x", ls="none", ms=5, mew=1.5,
+                               label="clicks (within 3 slices)")],
+               loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return _save(fig, path, plt)
 
 

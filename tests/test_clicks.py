@@ -331,3 +331,16 @@ def test_pseudo_label_with_every_case_skipped_exits_1(small_synthetic, tmp_path,
     code, out, err = cli("pseudo-label", "--data", data, "--organ", "spleen", "--out", tmp_path / "pl")
     assert code == 1, out
     assert "no pseudo label was made" in err and "3 case(s) skipped" in err
+
+
+def test_notes_that_hold_for_many_cases_read_once():
+    from extremefast.pseudo.extreme_points import case_problems, summarise_case_notes
+
+    pts = np.array([[0, 5, 5], [9, 5, 5], [5, 1, 5], [5, 9, 5], [5, 5, 1], [5, 5, 8]])
+    thick = {f"c{i}": case_problems(pts + 1, (12, 12, 12), (0.8, 0.8, 2.5 + 0.05 * i), None)[1]
+             for i in range(4)}
+    border = case_problems(pts, (10, 10, 10), (1.0, 1.0, 1.0), None)[1]
+    lines = summarise_case_notes({**thick, "edge": border}, 10)
+    assert lines == ["4 of 10 cases: slices 3.1-3.3 times thicker than their pixels: boundaries across the slices "
+                     "are coarse",
+                     "1 of 10 cases: the organ touches the scan's border: it may go on outside the scan"]

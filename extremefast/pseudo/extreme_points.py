@@ -1,6 +1,8 @@
 """Extreme points of an organ mask and simulated user clicks."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -119,6 +121,55 @@ def case_problems(points, image_shape, spacing, mask=None) -> tuple[str | None, 
         notes.append(f"voxels {' x '.join(f'{v:.3g}' for v in spacing)} mm ({ratio:.1f} times longer on one axis): "
                      f"boundaries across the slices are coarse")
     return None, notes
+
+
+def summarise_case_notes(notes: dict, n_cases: int) -> list[str]:
+    """The notes of :func:`case_problems` over a collection, one line per kind of note.
+
+    A note that holds for many cases (every phantom's slices are thicker than its pixels)
+    reads once, with how many cases it concerns, instead of once per case; the per-case
+    lines stay in the run's ``summary.json``.
+
+    Parameters
+    ----------
+    notes : dict
+        {case name: [note, ...]} as :func:`case_problems` gives them (cases without notes absent).
+    n_cases : int
+        The cases considered, with or without notes.
+
+    Returns
+    -------
+    list of str
+        E.g. ``"10 of 10 cases: slices 3.1 times thicker than their pixels: boundaries across
+        the slices are coarse"``.
+    """
+    kinds: dict[str, list] = {}
+    for lines in notes.values():
+        for line in lines:
+            for kind, pattern in _NOTE_KINDS.items():
+                found = re.search(pattern, line)
+                if found:
+                    kinds.setdefault(kind, []).append(found.group(1) if found.groups() else None)
+                    break
+            else:
+                kinds.setdefault(line, []).append(None)
+    out = []
+    for kind, values in kinds.items():
+        if kind == "anisotropy":
+            ratios = sorted(float(v) for v in values)
+            span = f"{ratios[0]:.1f}" if ratios[-1] - ratios[0] < 0.05 else f"{ratios[0]:.1f}-{ratios[-1]:.1f}"
+            text = f"slices {span} times thicker than their pixels: boundaries across the slices are coarse"
+        else:
+            text = _NOTE_SUMMARIES.get(kind, kind)
+        out.append(f"{len(values)} of {n_cases} cases: {text}")
+    return out
+
+
+# the kinds of note case_problems writes, found again in its lines, and how a summary reads them
+_NOTE_KINDS = {"border": r"^the organ touches the scan's border", "small": r"^a small organ",
+               "anisotropy": r"\(([0-9.]+) times longer on one axis\)"}
+_NOTE_SUMMARIES = {"border": "the organ touches the scan's border: it may go on outside the scan",
+                   "small": f"a small organ (under {SMALL_ORGAN_VOXELS} voxels): Dice moves a lot with a few voxels"}
 
 
 def simulate_clicks(points, mask, spacing, sigma_mm: float = 2.0, rng=None, max_tries: int = 20) -> np.ndarray:

@@ -10,6 +10,7 @@ from ..data.dataset import open_dataset, train_val_split
 from ..data.points import pair_points
 from ..model import TrainConfig, default_config, describe_sizes, resolve_torch_device
 from ..nifti import ensure_output_folder
+from ..pseudo.extreme_points import summarise_case_notes
 from ..pseudo.pseudo_label import window_for_modality
 from ..xp import cuda_available
 from .cases import load_cases
@@ -54,8 +55,8 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
     val_data = load_cases(ds, val_cases, value, config.window, points=paired, skipped=skipped, notes=notes)
     for name, reason in skipped.items():
         log(f"{name}: left out: {reason}")
-    for name, lines in notes.items():
-        log(f"{name}: note: {'; '.join(lines)}")
+    for line in summarise_case_notes(notes, len(train_data) + len(val_data)):
+        log(f"note: {line} (per case: case_notes in summary.json)")
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
         if cuda_available():  # the random walker (CuPy) works on this rank's GPU too
