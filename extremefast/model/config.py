@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
+from ..defaults import CROP_SIZE, CT_WINDOW, PAD_MM, POINT_SIGMA
 from ..errors import InputError
 
 # variant -> (random-walker regularisation, point channel input, point loss, attention, real masks)
@@ -49,7 +50,7 @@ class TrainConfig:
     first_round_epochs: int | None = None
     steps_per_epoch: int | None = None
     batch_size: int = 4
-    crop_size: int = 128
+    crop_size: int = CROP_SIZE
     learning_rate: float = 1e-3
     point_loss_weight: float = 0.1
     point_loss_filters: int = 25
@@ -57,17 +58,17 @@ class TrainConfig:
     # None: 2 mm for clicks made from masks, 0 for the annotator's clicks (--points): on
     # ct_sarcoma the clicks-only model scored 0.762 without it against 0.746 with it
     click_noise_mm: float | None = None
-    point_sigma: float = 3.0
+    point_sigma: float = POINT_SIGMA
     rw_radius: float = 4.0
     # the refresh also seeds the confident ridge of parts thinner than 2 rw_radius, which erosion
     # leaves seedless (pseudo.seeds.uncertainty_seeds); None: erosion alone, as the paper. The
     # mandible's training cases refreshed from one model: 0.819 -> 0.881 (docs/history.md)
     rw_ridge_seeds: float | None = 0.8
-    rw_crop_size: int = 128
+    rw_crop_size: int = CROP_SIZE
     rw_beta: float | None = None  # None: the pseudo-label preset's beta
     pseudo_preset: str = "default"
-    window: tuple[float, float] | None = (-160.0, 240.0)
-    pad_mm: float = 20.0
+    window: tuple[float, float] | None = CT_WINDOW
+    pad_mm: float = PAD_MM
     # the network's crop margin as a fraction of the clicks' box (mean extent over the axes, mm)
     # instead of pad_mm, so that a small organ fills as much of the crop as a large one (20 mm is
     # 0.2 of a 100 mm organ); None: pad_mm on every side, as the paper. CPU sizes use 0.2: ct_sarcoma,

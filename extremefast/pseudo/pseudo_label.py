@@ -7,6 +7,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..data.points import check_points
+from ..defaults import CROP_SIZE, CT_WINDOW, PAD_MM, POINT_SIGMA
 from ..errors import InputError
 from ..random_walk import random_walker
 from ..xp import module_of
@@ -61,9 +62,9 @@ class PseudoLabelConfig:
         samples lie at one end of the window (an organ holding air, as the larynx, or bone).
     """
 
-    crop_size: tuple[int, int, int] = (128, 128, 128)
-    pad_mm: float = 20.0
-    window: tuple[float, float] | None = (-160.0, 240.0)
+    crop_size: tuple[int, int, int] = (CROP_SIZE,) * 3
+    pad_mm: float = PAD_MM
+    window: tuple[float, float] | None = CT_WINDOW
     r_foreground: float = 2.0
     r_background: float = 30.0
     radii_relative: bool = False
@@ -74,7 +75,7 @@ class PseudoLabelConfig:
     beta: float = 130.0
     rw_spacing: bool = False
     rw_tol: float = 1e-3
-    point_sigma: float = 3.0
+    point_sigma: float = POINT_SIGMA
     scribble_intensity_k: float = 0.0
     background_intensity_k: float = 0.0
     beyond_window: float = 0.0

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..defaults import CROP_SIZE, PAD_MM
 from ..errors import InputError
 from ..xp import module_of
 
@@ -62,7 +63,7 @@ def check_spacing(spacing) -> np.ndarray:
     return spacing
 
 
-def roi_box(points, spacing, image_shape, pad_mm: float = 20.0, size=(128, 128, 128)) -> Box:
+def roi_box(points, spacing, image_shape, pad_mm: float = PAD_MM, size=(CROP_SIZE,) * 3) -> Box:
     """The points' bounding box grown by ``pad_mm`` on every side, clipped to the image.
 
     Parameters
