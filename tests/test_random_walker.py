@@ -13,33 +13,13 @@ from extremefast.errors import InputError
 from extremefast.random_walk import random_walker_batch, segmentation
 from extremefast.random_walk import _seeds as seeds_mod
 from extremefast.random_walk._cg import BREAKDOWN, BatchedSteps, JacobiSystem, conjugate_gradient
+from extremefast.random_walk._cg_ref import jacobi_cg
 from extremefast.random_walk._kernels import ell_matvec_plain
 from extremefast.random_walk._laplacian import assemble_cpu, build_unknown_system, edge_weights, stack_systems
 from extremefast.random_walk._redblack import RedBlackSystem
 from extremefast.xp import array_module
 
 from conftest import ARRAY_DEVICES, FLOAT_DTYPES
-
-
-def _plain_jacobi_cg(csr, b, tol, maxiter):
-    """Textbook Jacobi-preconditioned CG on a CSR matrix (the plain reference of the driver)."""
-    inv = 1.0 / csr.diagonal()
-    x = np.zeros_like(b)
-    r = b.copy()
-    z = inv * r
-    p = z.copy()
-    rz = r @ z
-    for _ in range(maxiter):
-        if np.linalg.norm(r) <= tol * np.linalg.norm(b):
-            break
-        ap = csr @ p
-        alpha = rz / (p @ ap)
-        x += alpha * p
-        r -= alpha * ap
-        z = inv * r
-        rz, rz_old = r @ z, rz
-        p = z + (rz / rz_old) * p
-    return x
 
 
 def _problem(rng, shape, nlabels=2, negative=False):
@@ -113,7 +93,7 @@ def test_stencil_matvec_and_cg_driver_match_plain_csr(rng, generic):
     x = rng.normal(size=A.shape[0])
     np.testing.assert_allclose(A @ x, csr @ x, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ell_matvec_plain(A.cols, A.vals, A.coupling, x), csr @ x, rtol=1e-10, atol=1e-12)
-    ref = _plain_jacobi_cg(csr, rhs[:, 0], 1e-10, 10000)
+    ref = jacobi_cg(csr, rhs[:, 0], 1e-10, 10000)
     fast, info = conjugate_gradient(JacobiSystem(A, generic=generic), rhs[:, 0], tol=1e-10, maxiter=10000)
     assert info == 0
     np.testing.assert_allclose(fast, ref, atol=1e-7)
@@ -404,7 +384,7 @@ def test_batched_steps_stop_each_case_at_its_own_tolerance(rng):
     start = 0
     for A_c, rhs, _ in systems:
         stop = start + A_c.shape[0]
-        ref = _plain_jacobi_cg(A_c.tocsr(), rhs[:, 0], 1e-14, 5)
+        ref = jacobi_cg(A_c.tocsr(), rhs[:, 0], 1e-14, 5)
         np.testing.assert_allclose(x5[start:stop], ref, rtol=1e-9, atol=1e-12)
         start = stop
 
@@ -494,14 +474,16 @@ def test_ill_conditioned_solve_converges_within_range(rng, mode):
     assert prob.min() >= -1e-3 and prob.max() <= 1 + 1e-3
 
 
-def test_assembled_float32_reduced_form_is_what_breaks_down(rng):
+@pytest.mark.parametrize("generic", [False, True], ids=["compiled", "array-module"])
+def test_assembled_float32_reduced_form_is_what_breaks_down(rng, generic):
     """The breakdown test catches a non-SPD operator: the reduced system with its black
     diagonal perturbed below the Schur complement's loses definiteness, and the driver says
-    so (info -1) instead of iterating to garbage."""
+    so (info -1) instead of iterating to garbage; on the array module's path (CuPy on a GPU)
+    as well, where the curvature stays on the device until a convergence test."""
     data, seeds = _walled_pockets(rng, 24)
     pr = segmentation._prepare(data, seeds, None, None, None)
     A, rhs, _ = assemble_cpu(pr.data, pr.seeds, pr.active, pr.nlabels, pr.spacing, 4000.0, dtype=np.float32)
-    rb = RedBlackSystem(A)
+    rb = RedBlackSystem(A, generic=generic)
     rb.Bs = rb.Bs - 0.5 * (rb.Bs + rb.Bw.sum(axis=0))  # an indefinite operator
     _, info = conjugate_gradient(rb, rhs[:, 1], tol=1e-3, maxiter=5000)
     assert info == BREAKDOWN

@@ -72,7 +72,7 @@ def conjugate_gradient(system, b, x0=None, *, tol, maxiter, check_every=1, stats
     while info > 0 and it < maxiter:
         it += 1
         pap = system.apply_dot(p, sp)
-        if steps.host_scalars and not (pap > 0.0 and math.isfinite(pap)):
+        if steps.curvature_fails(pap):  # at once with host scalars; else kept until a test
             info = BREAKDOWN
             break
         alpha = steps.ratio(rz, pap)
@@ -84,7 +84,7 @@ def conjugate_gradient(system, b, x0=None, *, tol, maxiter, check_every=1, stats
             z = system.precondition(r)
             rz_new = steps.dot(r, z)
         if check:
-            if steps.diverged(rr, rr0):
+            if steps.broke_down() or steps.diverged(rr, rr0):
                 info = BREAKDOWN
                 break
             if steps.converged(rr, threshold2):
@@ -149,6 +149,15 @@ class CompiledSteps:
     def dot(self, a, b):
         return _dot(a, b)
 
+    @staticmethod
+    def curvature_fails(pap) -> bool:
+        """``p . A p`` not positive and finite: the operator is not SPD (tested at once)."""
+        return not (pap > 0.0 and math.isfinite(pap))
+
+    @staticmethod
+    def broke_down() -> bool:
+        return False  # curvature_fails has said so already
+
     def ratio(self, num, den):
         return self.dtype.type(num / den)
 
@@ -186,9 +195,22 @@ class ArraySteps:
 
     def __init__(self, xp, dtype):
         self.xp, self.dtype = xp, np.dtype(dtype)
+        self.bad_curvature = xp.zeros((), dtype=bool)
 
     def dot(self, a, b):
         return self.xp.vdot(a.astype(np.float64), b.astype(np.float64))
+
+    def curvature_fails(self, pap) -> bool:
+        """Note a negative or non-finite ``p . A p`` on the device (no host copy); :meth:`broke_down`
+        reports it at the next convergence test. A zero curvature is a zero step (see :meth:`ratio`)."""
+        self.bad_curvature = self.bad_curvature | self._bad(pap)
+        return False
+
+    def _bad(self, pap):
+        return (pap < 0) | ~self.xp.isfinite(pap)
+
+    def broke_down(self) -> bool:
+        return bool(self.bad_curvature.any())
 
     def ratio(self, num, den):
         xp = self.xp
@@ -233,6 +255,9 @@ class BatchedSteps(ArraySteps):
         super().__init__(xp, dtype)
         self.case, self.ncases = case, ncases
         self.active = xp.ones(ncases, dtype=bool)
+
+    def _bad(self, pap):
+        return self.active & ((pap < 0) | ~self.xp.isfinite(pap))  # per case; a finished case may read 0
 
     def dot(self, a, b):
         return self.xp.bincount(self.case, weights=a.astype(np.float64) * b.astype(np.float64),
