@@ -172,7 +172,7 @@ def section(name: str, d: dict) -> list[str]:
 
 
 def render(results: Path = RESULTS) -> str:
-    files = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*.json"))}
+    files = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*.json"))}
     listed = [n for _, names in GROUPS for n in names]
     groups = [(g, [n for n in names if n in files]) for g, names in GROUPS]
     groups.append(("Other", [n for n in files if n not in listed]))
@@ -198,12 +198,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     text = render()
     if args.check:
-        if not PAGE.exists() or PAGE.read_text() != text:
+        if not PAGE.exists() or PAGE.read_text(encoding="utf-8") != text:
             print(f"{PAGE.relative_to(REPO)} is out of step with docs/results/*.json: "
                   "run python benchmarks/report.py", file=sys.stderr)
             return 1
         return 0
-    PAGE.write_text(text)
+    PAGE.write_text(text, encoding="utf-8")
     print(f"wrote {PAGE.relative_to(REPO)}")
     return 0
 

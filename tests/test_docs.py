@@ -29,12 +29,12 @@ def _slug(heading: str) -> str:
 
 
 def _anchors(md: Path) -> set[str]:
-    text = re.sub(r"```.*?```", "", md.read_text(), flags=re.S)
+    text = re.sub(r"```.*?```", "", md.read_text(encoding="utf-8"), flags=re.S)
     return {_slug(m.group(1)) for m in re.finditer(r"^#+\s+(.+?)\s*#*$", text, flags=re.M)}
 
 
 def _relative_links(md: Path) -> list[str]:
-    text = re.sub(r"```.*?```", "", md.read_text(), flags=re.S)
+    text = re.sub(r"```.*?```", "", md.read_text(encoding="utf-8"), flags=re.S)
     links = [a or b for a, b in LINK.findall(text)]
     return [l for l in links if not re.match(r"^[a-z][a-z0-9+.-]*:", l)]  # no http:, mailto:, ...
 
@@ -42,19 +42,19 @@ def _relative_links(md: Path) -> list[str]:
 def test_results_page_is_what_report_writes():
     page = REPO / "docs" / "results.md"
     assert page.exists(), "docs/results.md is missing: run python benchmarks/report.py"
-    assert page.read_text() == _report().render(RESULTS), (
+    assert page.read_text(encoding="utf-8") == _report().render(RESULTS), (
         "docs/results.md is out of step with docs/results/*.json: run python benchmarks/report.py")
 
 
 def test_report_check_flags_a_changed_result(tmp_path):
     report = _report()
     for p in RESULTS.glob("*.json"):
-        (tmp_path / p.name).write_text(p.read_text())
+        (tmp_path / p.name).write_text(p.read_text(encoding="utf-8"), encoding="utf-8")
     before = report.render(tmp_path)
     name = sorted(tmp_path.glob("ablation_*.json"))[0]
-    data = json.loads(name.read_text())
+    data = json.loads(name.read_text(encoding="utf-8"))
     data["random_walker_init"]["mean"] += 0.1
-    name.write_text(json.dumps(data))
+    name.write_text(json.dumps(data), encoding="utf-8")
     assert report.render(tmp_path) != before
 
 
@@ -65,7 +65,7 @@ def test_readme_is_at_most_15_kB():
 
 @pytest.mark.parametrize("path", sorted(RESULTS.glob("*.json")), ids=lambda p: p.name)
 def test_every_result_has_provenance(path):
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     prov = data.get("provenance") if isinstance(data, dict) else None
     assert isinstance(prov, dict), f"{path.name} has no provenance object"
     for field in ("commit", "machine", "command", "date"):
