@@ -92,3 +92,11 @@ def test_relative_links_point_to_existing_files(md):
         elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
             missing.append(link)
     assert not missing, f"{md.relative_to(REPO)}: links to missing files or headings: {missing}"
+
+
+def test_ci_runs_the_readme_test_command():
+    # CI must run what a newcomer runs: the README's set-up command for the tests, verbatim
+    readme = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
+    test_command = next(b for b in blocks if "pytest" in b)
+    assert test_command in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()

@@ -422,6 +422,25 @@ def convert_checkpoint(
     console.print(f"wrote {convert(source, target)}", highlight=False)
 
 
+@app.command()
+def serve(
+    data: Annotated[Path, typer.Option("--data", help="The collection: a folder of scans (or an MSD layout); clicks "
+                                                      "and accepted masks are saved beside the scans.")],
+    host: Annotated[str, typer.Option("--host", help="Address to bind; another than loopback needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
+    token: Annotated[Optional[str], typer.Option("--token", envvar="EXTREMEFAST_TOKEN",
+                                                 help="Require 'Authorization: Bearer TOKEN' on every request.")] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=1, help="Largest scan or label upload.")] = 1024,
+    device: DeviceOpt = Device.cpu,
+):
+    """Serve the collection to 3D Slicer (MONAI Label's protocol) and a browser page: six clicks -> a mask."""
+    from extremefast.serve.cli_support import check_bind, run_server
+
+    check_bind(host, token)
+    run_server(data, host=host, port=port, token=token, max_upload_mb=max_upload_mb, device=device.value,
+               announce=lambda url: console.print(f"extremefast serve: {url}  (data: {data})", highlight=False))
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit code (0, 1 for known errors, 2 for usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -1,0 +1,455 @@
+"""The server's datastore: a folder of scans, with clicks and accepted masks in the files the CLI reads.
+
+``DIR`` is a plain folder of scans or an MSD layout (``imagesTr/``, ``labelsTr/``, ``dataset.json``). A case's
+id is its name (:func:`extremefast.data.dataset.open_msd`'s case name). Beside each scan the annotator's six
+clicks are ``CASE.mrk.json`` (3D Slicer markups, LPS: what ``train --points`` and ``predict`` read); the
+accepted mask is the case's label map (``labelsTr/CASE.nii.gz`` unless the collection names another). Every
+file is written atomically (:mod:`extremefast.atomic`). The server's own state lives in ``DIR/.extremefast/``,
+which every listing of the toolkit skips (hidden).
+
+Scans are kept in memory, oriented as the toolkit computes on them, in a small LRU cache, so a click never
+reloads its scan.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import re
+import threading
+import time
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_write, write_text
+from ..data.dataset import Case, open_msd
+from ..data.points import check_points, points_file_for, read_points, write_points
+from ..errors import DataError, InputError
+from ..imageio import file_affine, image_stem, image_suffix, in_file_grid, load_image, orient, save_image
+from ..nifti import Volume
+from .errors import Conflict, NotFound
+
+STATE_DIR = ".extremefast"
+STATUSES = ("new", "clicked", "accepted")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+
+
+def check_id(value: str, what: str = "image id") -> str:
+    """``value`` as a datastore name, or a one-line refusal (paths, ``..``, hidden names)."""
+    value = "" if value is None else str(value)
+    if not value:
+        raise InputError(f"{what} is empty")
+    if "/" in value or "\\" in value or ".." in value or value.startswith(".") or not _ID.match(value):
+        raise InputError(f"{what} {value!r} is not a datastore name (letters, digits, '.', '_', '-'; no paths)")
+    return value
+
+
+@dataclass
+class Scan:
+    """A scan in memory: oriented as the toolkit computes (closest to LPS) and its file's grid."""
+
+    name: str
+    volume: Volume            # oriented (Volume.file_transform undoes it)
+    file_shape: tuple
+    file_affine: np.ndarray
+
+    @classmethod
+    def load(cls, name: str, path) -> "Scan":
+        volume = load_image(path, dtype=np.float32, check_finite=True, oriented=True)
+        return cls.from_volume(name, volume)
+
+    @classmethod
+    def from_volume(cls, name: str, volume: Volume) -> "Scan":
+        if volume.file_transform is None:
+            volume = orient(volume)
+        shape = tuple(int(volume.shape[int(t[0])]) for t in volume.file_transform)
+        return cls(name, volume, shape, file_affine(volume))
+
+    def to_file_grid(self, array: np.ndarray) -> np.ndarray:
+        return in_file_grid(self.volume, array)[0]
+
+
+class ScanCache:
+    """The last ``size`` scans read, by path and modification time (a changed file is read again)."""
+
+    def __init__(self, size: int = 8):
+        self.size = max(1, int(size))
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict = {}
+
+    def get(self, name: str, path: Path) -> Scan:
+        stat = path.stat() if path.is_file() else None
+        key = (str(path), stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            lock = self._loading.setdefault(key, threading.Lock())
+        with lock:  # one reader per scan; concurrent clicks on it wait for that one read
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            scan = Scan.load(name, path)
+            with self._lock:
+                self._items[key] = scan
+                self._items.move_to_end(key)
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+                self._loading.pop(key, None)
+            return scan
+
+
+class Datastore:
+    """The collection in ``root``: its cases, their status, clicks and accepted masks.
+
+    Parameters
+    ----------
+    root : path
+        A folder of scans (any format :mod:`extremefast.imageio` reads) or an MSD-layout folder.
+    cache_size : int
+        Scans kept in memory.
+    """
+
+    def __init__(self, root, *, cache_size: int = 8):
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"{root}: data folder not found")
+        self.root = root.resolve()
+        self.state_dir = self.root / STATE_DIR
+        self.state_dir.mkdir(exist_ok=True)
+        self.scans = ScanCache(cache_size)
+        self._lock = threading.RLock()
+        self._geometry: dict = {}
+        self.removed_temporaries = remove_stale_temporaries([self.root, self.scans_dir, self.labels_dir])
+        self.refresh()
+
+    # ------------------------------------------------------------------ the collection
+    def refresh(self) -> None:
+        """Read the folder again (after a scan or a mask was added)."""
+        with self._lock:
+            try:
+                ds = open_msd(self.root)
+            except DataError as exc:
+                if "no scans found" not in str(exc):
+                    raise
+                ds = None
+            self.dataset = ds
+            self.cases: dict[str, Case] = {c.name: c for c in (ds.cases if ds else [])}
+            self.meta = ds.meta if ds else {}
+            self.modality = ds.modality if ds else "CT"
+            organs = {k: v for k, v in (ds.labels if ds else {}).items() if k != 0}
+            if len(organs) == 1:
+                value, name = next(iter(organs.items()))
+            else:
+                value, name = 1, organs.get(1, "organ")
+            self.organ_value, self.organ_name = int(value), str(name)
+
+    @property
+    def scans_dir(self) -> Path:
+        """Where the scans are, and so the clicks (``--points`` of ``train``)."""
+        return self.root / "imagesTr" if (self.root / "imagesTr").is_dir() else self.root
+
+    @property
+    def labels_dir(self) -> Path:
+        return self.root / "labelsTr"
+
+    @property
+    def labels(self) -> dict:
+        return {self.organ_name: self.organ_value}
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self.cases)
+
+    def case(self, image_id: str) -> Case:
+        check_id(image_id)
+        with self._lock:
+            case = self.cases.get(image_id)
+        if case is None:
+            raise NotFound(f"no scan named {image_id!r} in the datastore")
+        return case
+
+    def scan(self, image_id: str) -> Scan:
+        case = self.case(image_id)
+        return self.scans.get(image_id, case.image_path)
+
+    # ------------------------------------------------------------------ per case
+    def clicks_file(self, image_id: str) -> Path | None:
+        self.case(image_id)
+        return points_file_for(self.scans_dir, image_id)
+
+    def mask_path(self, image_id: str) -> Path:
+        """Where the case's accepted mask is (or goes): the collection's label map, else ``labelsTr/ID.nii.gz``."""
+        case = self.case(image_id)
+        return case.label_path if case.label_path is not None else self.labels_dir / f"{image_id}.nii.gz"
+
+    def has_mask(self, image_id: str) -> bool:
+        return self.case(image_id).label_path is not None and self.case(image_id).label_path.exists()
+
+    def status(self, image_id: str) -> str:
+        if self.has_mask(image_id):
+            return "accepted"
+        return "clicked" if self.clicks_file(image_id) is not None else "new"
+
+    def geometry(self, image_id: str) -> tuple[np.ndarray, tuple]:
+        """(affine, shape) of the scan file; from the NIfTI header alone where it can (listings stay fast)."""
+        case = self.case(image_id)
+        path = case.image_path
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        found = self._geometry.get(key)
+        if found is None:
+            if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
+                import nibabel as nib
+
+                try:
+                    img = nib.load(str(path))
+                    found = (np.asarray(img.affine, dtype=np.float64), tuple(int(n) for n in img.shape[:3]))
+                except Exception:
+                    found = None
+            if found is None:
+                scan = self.scan(image_id)
+                found = (scan.file_affine, tuple(scan.file_shape))
+            self._geometry[key] = found
+        return found
+
+    def read_clicks(self, image_id: str) -> np.ndarray | None:
+        """The saved clicks as (6, 3) voxel indices of the scan file, or None."""
+        path = self.clicks_file(image_id)
+        if path is None:
+            return None
+        affine, shape = self.geometry(image_id)
+        return read_points(path, affine, shape)
+
+    def save_clicks(self, image_id: str, points) -> Path:
+        """Write six clicks (voxel indices of the scan file) as ``ID.mrk.json`` beside the scan."""
+        scan = self.scan(image_id)
+        pts = check_points(points, scan.file_shape)
+        target = self.clicks_file(image_id) or self.scans_dir / f"{image_id}.mrk.json"
+        if not target.name.endswith(".mrk.json"):  # a CASE.json of another form: replaced by the markups file
+            old, target = target, self.scans_dir / f"{image_id}.mrk.json"
+        else:
+            old = None
+        with atomic_write(target) as tmp:
+            write_points(tmp, pts, scan.file_affine, "LPS", slicer=True)
+        if old is not None:
+            old.unlink(missing_ok=True)
+        return target
+
+    def delete_clicks(self, image_id: str) -> None:
+        path = self.clicks_file(image_id)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def save_mask(self, image_id: str, mask_oriented: np.ndarray) -> Path:
+        """Write a mask on the case's oriented grid as its accepted mask (the scan's file grid, the organ's value)."""
+        scan = self.scan(image_id)
+        mask = scan.to_file_grid(np.asarray(mask_oriented) != 0).astype(np.uint8) * np.uint8(self.organ_value)
+        target = self.mask_path(image_id)
+        with self._lock:
+            with atomic_write(target) as tmp:
+                save_image(tmp, mask, scan.file_affine, dtype=np.uint8, segment_name=self.organ_name)
+            self._register(image_id, label=target)
+        return target
+
+    def check_label(self, image_id: str, path) -> np.ndarray:
+        """The label map in ``path`` as a mask on the case's oriented grid, or a one-line refusal."""
+        scan = self.scan(image_id)
+        try:
+            label = load_image(path, dtype=None)
+        except DataError as exc:
+            raise InputError(f"the label is not a readable label map ({str(exc).split(': ', 1)[-1]})") from None
+        if label.array.ndim != 3 or tuple(label.shape) != tuple(scan.file_shape):
+            raise InputError(f"label shape {tuple(label.array.shape)} differs from the scan {image_id}'s "
+                             f"{tuple(scan.file_shape)}")
+        label = orient(label)
+        spacing = float(np.max(scan.volume.spacing))
+        if label.shape != scan.volume.shape or not np.allclose(label.affine, scan.volume.affine, atol=1e-3 * spacing):
+            raise InputError(f"the label lies elsewhere in space than the scan {image_id} "
+                             "(different origin, spacing or direction)")
+        values = label.array
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            raise InputError("the label holds NaN or Inf")
+        return values != 0
+
+    def delete_mask(self, image_id: str) -> None:
+        case = self.case(image_id)
+        if case.label_path is None or not case.label_path.exists():
+            raise NotFound(f"{image_id} has no accepted mask")
+        if case.label_path.parent.resolve() != self.labels_dir.resolve():
+            raise InputError(f"{image_id}'s mask {case.label_path.name} came with the collection; it is not removed")
+        with self._lock:
+            case.label_path.unlink(missing_ok=True)
+            self._register(image_id, label=None, drop_label=True)
+
+    # ------------------------------------------------------------------ new scans
+    def add_scan(self, image_id: str, fill, suffix: str) -> str:
+        """Store a scan under ``image_id``: ``fill(path)`` writes the upload to a temporary ``path``, which is
+        loaded as a scan before it becomes the case (a file that is not a 3D scan is refused)."""
+        check_id(image_id)
+        if suffix not in (".nii.gz", ".nii", ".nrrd", ".mha"):
+            raise InputError(f"upload a scan as .nii.gz, .nii, .nrrd or .mha, not {suffix or 'a file without suffix'}")
+        with self._lock:
+            if image_id in self.cases:
+                raise Conflict(f"the datastore has a scan named {image_id!r} already")
+            target = self.scans_dir / f"{image_id}{suffix}"
+            with atomic_write(target) as tmp:
+                fill(tmp)
+                scan = check_scan(tmp, image_id)
+            self._register(image_id, image=target)
+            self.refresh()
+        del scan
+        return image_id
+
+    def _register(self, image_id: str, image: Path | None = None, label: Path | None = None,
+                  drop_label: bool = False) -> None:
+        """Keep ``dataset.json``'s training list (where the collection has one) in step with the files."""
+        meta_path = self.root / "dataset.json"
+        if not meta_path.exists():
+            self.refresh()
+            return
+        meta = json.loads(meta_path.read_text())
+        entries = meta.get("training")
+        if not isinstance(entries, list):
+            self.refresh()
+            return
+        rel = lambda p: "./" + p.resolve().relative_to(self.root).as_posix()  # noqa: E731
+        for entry in entries:
+            if Path(self.root / entry.get("image", "")).resolve() == self.case_path(image_id):
+                if label is not None:
+                    entry["label"] = rel(label)
+                if drop_label:
+                    entry.pop("label", None)
+                break
+        else:
+            if image is not None:
+                entries.append({"image": rel(image)})
+        meta["numTraining"] = len(entries)
+        write_text(meta_path, json.dumps(meta, indent=1))
+        self.refresh()
+
+    def case_path(self, image_id: str) -> Path | None:
+        case = self.cases.get(image_id)
+        return case.image_path.resolve() if case is not None else None
+
+    # ------------------------------------------------------------------ listings
+    def record(self, image_id: str) -> dict:
+        case = self.case(image_id)
+        clicks = self.clicks_file(image_id)
+        try:
+            pts = self.read_clicks(image_id).tolist() if clicks is not None else None
+        except (InputError, DataError):
+            pts = None  # a broken clicks file shows as no clicks (it is not overwritten until the next click)
+        mask = case.label_path if case.label_path is not None and case.label_path.exists() else None
+        return {"id": image_id, "name": case.image_path.name, "status": self.status(image_id), "clicks": pts,
+                "label": mask.name if mask is not None else None}
+
+    def listing(self) -> dict:
+        cases = [self.record(i) for i in self.ids()]
+        counts = {s: sum(c["status"] == s for c in cases) for s in STATUSES}
+        return {"cases": cases, "counts": counts}
+
+    def monai_json(self) -> dict:
+        """``GET /datastore/?output=all`` as MONAI Label's local datastore answers it, with status and clicks."""
+        objects = {}
+        for rec in self.listing()["cases"]:
+            case = self.cases[rec["id"]]
+            stat = case.image_path.stat()
+            image = {"ext": image_suffix(case.image_path) or "", "info": {"name": case.image_path.name,
+                                                                       "ts": int(stat.st_mtime), "size": stat.st_size}}
+            labels = {}
+            if rec["label"] is not None:
+                lstat = case.label_path.stat()
+                labels["final"] = {"ext": image_suffix(case.label_path) or "",
+                                   "info": {"name": case.label_path.name, "ts": int(lstat.st_mtime)}}
+            objects[rec["id"]] = {"image": image, "labels": labels, "status": rec["status"], "clicks": rec["clicks"]}
+        return {"name": self.dataset.name if self.dataset else self.root.name,
+                "description": "extremefast datastore", "images_dir": str(self.scans_dir),
+                "labels_dir": str(self.labels_dir), "objects": objects}
+
+    def stats(self) -> dict:
+        counts = self.listing()["counts"]
+        return {"total": sum(counts.values()), "completed": counts["accepted"],
+                "label_tags": {"final": counts["accepted"]}, **counts}
+
+    def train_list(self) -> list[dict]:
+        return [{"image": str(self.cases[i].image_path), "label": str(self.cases[i].label_path)}
+                for i in self.ids() if self.has_mask(i)]
+
+    def next_case(self, strategy: str) -> str | None:
+        """The next case without an accepted mask: the first by name, or a random one."""
+        todo = [i for i in self.ids() if not self.has_mask(i)]
+        if not todo:
+            return None
+        if strategy == "first":
+            return todo[0]
+        if strategy == "random":
+            return random.choice(todo)
+        raise NotFound(f"unknown strategy {strategy!r}; use first or random")
+
+    def masks_zip(self) -> bytes:
+        """A zip of the accepted masks (``labelsTr/``) and the clicks (``clicks/``)."""
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+            for i in self.ids():
+                case = self.cases[i]
+                if self.has_mask(i):
+                    zf.write(case.label_path, f"labelsTr/{case.label_path.name}")
+                clicks = self.clicks_file(i)
+                if clicks is not None:
+                    zf.write(clicks, f"clicks/{clicks.name}")
+        return buf.getvalue()
+
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp(\..*)?$")
+
+
+def remove_stale_temporaries(folders) -> list[Path]:
+    """Remove the temporary files (:func:`extremefast.atomic.temporary_name`) a killed writer left: hidden,
+    never read as scans, clicks or masks, but not worth keeping. A file of a running process stays."""
+    removed = []
+    for folder in dict.fromkeys(Path(f) for f in folders):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            m = _TEMPORARY.match(p.name)
+            if m is None or not p.is_file():
+                continue
+            try:
+                os.kill(int(m.group(1)), 0)
+                continue  # its writer is alive
+            except ProcessLookupError:
+                pass
+            except OSError:
+                continue
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def check_scan(path, name: str = "upload") -> Scan:
+    """Load ``path`` as a 3D scan (a one-line refusal when it is not one)."""
+    try:
+        return Scan.load(name, Path(path))
+    except (DataError, InputError) as exc:
+        reason = str(exc).split(": ", 1)[-1] if str(exc).startswith(str(path)) else str(exc)
+        raise InputError(f"{name}: not a readable 3D scan ({' '.join(reason.split())})") from None
+
+
+def upload_suffix(filename: str | None) -> str:
+    """The image suffix of an uploaded file's name ('' when it has none)."""
+    return image_suffix(filename or "") or ""
+
+
+def upload_id(filename: str | None) -> str:
+    return image_stem(Path(filename or "scan").name).removesuffix("_0000")
+
+
+def now() -> int:
+    return int(time.time())

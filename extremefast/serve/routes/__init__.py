@@ -1,0 +1,1 @@
+"""One router per resource, as MONAI Label's ``monailabel/endpoints/``: thin (parse, call the library, render)."""
