@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from extremefast import __version__
+from extremefast.defaults import CROP_SIZE
 from extremefast.errors import ExtremefastError
 
 app = typer.Typer(name="extremefast", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -24,7 +25,6 @@ data_app = typer.Typer(no_args_is_help=True, help="Create, inspect and validate 
 app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
-_state = {"debug": False}
 
 
 def _debug_requested(argv) -> bool:
@@ -92,8 +92,9 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
 ):
-    if debug:
-        _state["debug"] = True
+    # --debug is declared here so that it parses and shows in --help; main() reads it (with
+    # EXTREMEFAST_DEBUG) before any command runs: one rule, _debug_requested
+    del debug
 
 
 @app.command()
@@ -154,7 +155,7 @@ def pseudo_label(
     organ: OrganOpt = None,
     data_root: DataRootOpt = None,
     preset: Annotated[Preset, typer.Option("--preset", help="'default' (measured best) or 'paper' (the paper's settings).")] = Preset.default,
-    crop_size: Annotated[int, typer.Option("--crop-size", min=16, help="Crop edge in voxels (the paper: 128).")] = 128,
+    crop_size: Annotated[int, typer.Option("--crop-size", min=16, help=f"Crop edge in voxels (the paper: {CROP_SIZE}).")] = CROP_SIZE,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Parallel cases (default: one per core).")] = None,
     click_noise: Annotated[float, typer.Option("--click-noise", min=0.0, help="Simulated click noise, mm (0: exact extreme points).")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the click noise.")] = 0,
@@ -444,7 +445,7 @@ def serve(
 def main(argv=None) -> int:
     """Run the command line; returns the exit code (0, 1 for known errors, 2 for usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    _state["debug"] = _debug_requested(argv)
+    debug = _debug_requested(argv)
     try:
         app(args=argv, prog_name="extremefast")
     except SystemExit as exc:  # the command line's own exit (success, --help, usage errors)
@@ -454,12 +455,12 @@ def main(argv=None) -> int:
         err_console.print("extremefast: interrupted")
         return 130
     except ExtremefastError as exc:
-        if _state["debug"]:
+        if debug:
             raise
         err_console.print(f"extremefast: error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 1
     except OSError as exc:
-        if _state["debug"]:
+        if debug:
             raise
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         err_console.print(f"extremefast: error: {where}{exc.strerror or exc}", highlight=False, markup=False,
