@@ -19,7 +19,7 @@ from extremefast.random_walk._laplacian import assemble_cpu, build_unknown_syste
 from extremefast.random_walk._redblack import RedBlackSystem
 from extremefast.xp import array_module
 
-from conftest import ARRAY_DEVICES, FLOAT_DTYPES
+from conftest import ARRAY_DEVICES, ARRAY_GPU, FLOAT_DTYPES
 
 
 def _problem(rng, shape, nlabels=2, negative=False):
@@ -152,11 +152,8 @@ def test_single_label_seeds_give_certain_answer(rng):
 
 @pytest.mark.gpu
 def test_gpu_random_walker_matches_cpu(rng):
-    pytest.importorskip("cupy")
-    from extremefast.xp import cuda_available
-
-    if not cuda_available():
-        pytest.skip("CuPy sees no GPU")
+    if not ARRAY_GPU:
+        pytest.skip("CuPy sees no GPU (a GPU that only PyTorch sees does not run the walker)")
     data, labels = _problem(rng, (40, 36, 30))
     cpu = random_walker(data, labels, beta=30, tol=1e-6, return_full_prob=True, device="cpu")
     gpu = random_walker(data, labels, beta=30, tol=1e-6, return_full_prob=True, device="cuda")
@@ -518,3 +515,25 @@ def test_the_package_imports_without_torch_and_its_modules_are_reachable():
             "from extremefast import random_walker; assert callable(random_walker); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_case_the_batched_solve_fails_is_solved_again_alone(rng, monkeypatch):
+    """The batched path once returned what its stacked solve gave, broken down or not (with a
+    RuntimeWarning of its own); now such a case goes through the single path's retries."""
+    cases = [_problem(rng, (30, 28, 26)) for _ in range(2)]
+    alone = [random_walker(d, lab, beta=60, tol=1e-6, return_full_prob=True) for d, lab in cases]
+    real = segmentation.conjugate_gradient
+
+    def stacked_breaks_down(system, b, x0=None, **kw):
+        x, info = real(system, b, x0, **kw)
+        return (x * 0 + 7.0, BREAKDOWN) if isinstance(system.steps, BatchedSteps) else (x, info)
+
+    monkeypatch.setattr(segmentation, "conjugate_gradient", stacked_breaks_down)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the single path converges: no warning is left to give
+        # the stacked path itself, as a GPU runs it (the public function solves case by case on a CPU)
+        problems = [segmentation._prepare(d, lab, None, None, None) for d, lab in cases]
+        batched = segmentation._solve_stacked(array_module("cpu"), problems, [lab for _, lab in cases], 60, 1e-6, 3,
+                                              1e-3)
+    for got, want in zip(batched, alone):
+        np.testing.assert_allclose(got, want, atol=1e-4)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -333,87 +334,126 @@ def _assemble(am, problem, beta, dtype):
 _ITERATIONS_PER_AXIS_VOXEL = 20
 
 
-def _plan(mode, device, n_unknowns, tol):
-    """(solver, dtype, every column?) for a problem of ``n_unknowns``."""
+@dataclass(frozen=True)
+class _Plan:
+    """Every decision of one solve, made once (:func:`_plan`) from the mode, device, size and
+    tolerance; the single path and the batched path's retries read it."""
+
+    solver: str       # the mode that runs: "rb", "cg_j", "cg", "cg_mg" or "bf"
+    dtype: type       # float32 for the iterative modes above _SMALL unknowns at tol >= 1e-5
+    every: bool       # solve every label's column (else the strongest one is implied)
+    corrected: bool   # the strong-component coarse correction
+    refine: bool      # the range test, with tighter re-solves where it fails
+    maxiter: int
+
+
+def _plan(mode, device, n_unknowns, shape, tol, maxiter) -> _Plan:
     small = n_unknowns < _SMALL
     if mode == "auto":
         mode = "cg_j" if (small or device == "cuda") else "rb"
     float32 = mode in ("rb", "cg_j") and not small and tol >= 1e-5
-    return mode, (np.float32 if float32 else np.float64), small or mode in ("cg", "cg_mg", "bf")
+    # The coarse correction: 'rb' always; 'cg_j' (and so 'auto') above 2**15 unknowns, where
+    # scikit-image's answer is not reproduced anyway. Below, scikit-image's suite expects its
+    # own answer, range warning included.
+    corrected = mode == "rb" or (mode == "cg_j" and not small)
+    if not maxiter:  # scikit-image's (SciPy's) cap 10 n; above _SMALL a cap by the grid's extent
+        maxiter = 10 * n_unknowns if small else min(10 * n_unknowns, _ITERATIONS_PER_AXIS_VOXEL * int(sum(shape)))
+    return _Plan(mode, np.float32 if float32 else np.float64, small or mode in ("cg", "cg_mg", "bf"), corrected,
+                 mode != "bf" and (corrected or not small), int(maxiter))
 
 
-def _default_maxiter(shape, n_unknowns):
-    if n_unknowns < _SMALL:
-        return 10 * n_unknowns  # scikit-image's (SciPy's) cap
-    return min(10 * n_unknowns, _ITERATIONS_PER_AXIS_VOXEL * int(sum(shape)))
+@dataclass
+class _System:
+    """One problem's unknowns' block in one precision: ``A``, the solved columns of the
+    right-hand side ``B``, the unknowns' mask and the coarse space (None: no correction)."""
+
+    A: object
+    B: object
+    unknown: object
+    coarse: object
+
+    @classmethod
+    def assemble(cls, am, problem, beta, dtype, solved, corrected, coarse_before=True):
+        A, rhs, unknown = _assemble(am, problem, beta, dtype)
+        coarse = _coarse_space(A) if corrected and coarse_before else None
+        return cls(A, rhs[:, solved], unknown, coarse), rhs
+
+    def in_precision(self, am, problem, beta, dtype, solved) -> "_System":
+        """The same system assembled again in ``dtype`` (the float64 retries)."""
+        if np.dtype(self.A.dtype) == np.dtype(dtype):
+            return self
+        return _System.assemble(am, problem, beta, dtype, solved, True, self.coarse is not None)[0]
+
+    @property
+    def dtype(self):
+        return np.dtype(self.A.dtype)
 
 
 def _solve_problem(am, problem, beta, mode, tol, maxiter, prob_tol):
     """The unknowns' probabilities X (n_u, nlabels, float64, host) and the unknown mask."""
     n_unknowns = int(np.count_nonzero(problem.seeds == 0))
-    small = n_unknowns < _SMALL
-    solver, dtype, every = _plan(mode, am.device, n_unknowns, tol)
-    maxiter = int(maxiter or _default_maxiter(problem.seeds.shape, n_unknowns))
-    A, rhs, unknown = _assemble(am, problem, beta, dtype)
+    plan = _plan(mode, am.device, n_unknowns, problem.seeds.shape, tol, maxiter)
     nlabels = problem.nlabels
-    xp = am.xp
+    system, rhs = _System.assemble(am, problem, beta, plan.dtype, slice(None), corrected=False)
     if nlabels == 1:
         # a single label: the harmonic function with all boundary values 1 is exactly 1
-        return np.ones((A.shape[0], 1)), am.to_numpy(unknown)
-    implied, solved = (None, list(range(nlabels))) if every else _columns(rhs, nlabels)
-    B = rhs[:, solved]
-    # The coarse correction: 'rb' always; 'cg_j' (and so 'auto') above 2**15 unknowns, where
-    # scikit-image's answer is not reproduced anyway. Below, scikit-image's suite expects its
-    # own answer, range warning included.
-    corrected = solver == "rb" or (solver == "cg_j" and not small)
-    coarse = _coarse_space(A) if corrected else None
-    guesses = [_initial_guess(am, problem, unknown, solved)] + [None] * (len(solved) - 1)
-    if coarse is not None:
-        guesses = [coarse.solve(B[:, k]) if g is None else g for k, g in enumerate(guesses)]
-        tol_cg = tol * _COARSE_TOL_FACTOR
-    else:
-        tol_cg = tol
-    part, infos = _solve_columns(am, A, B, solver, tol_cg, maxiter, guesses)
-    if dtype == np.float32 and any(i == BREAKDOWN for i in infos):
+        return np.ones((system.A.shape[0], 1)), am.to_numpy(system.unknown)
+    implied, solved = (None, list(range(nlabels))) if plan.every else _columns(rhs, nlabels)
+    system.B = rhs[:, solved]
+    system.coarse = _coarse_space(system.A) if plan.corrected else None
+    guesses = [_initial_guess(am, problem, system.unknown, solved)] + [None] * (len(solved) - 1)
+    if system.coarse is not None:
+        guesses = [system.coarse.solve(system.B[:, k]) if g is None else g for k, g in enumerate(guesses)]
+        tol = tol * _COARSE_TOL_FACTOR
+    solver = plan.solver
+    part, infos = _solve_columns(am, system.A, system.B, solver, tol, plan.maxiter, guesses)
+    if system.dtype == np.float32 and any(i == BREAKDOWN for i in infos):
         warnings.warn(f"random_walker: the float32 '{solver}' solve broke down (its operator lost positive "
                       "definiteness in rounding); solved again in float64 with Jacobi-CG", RuntimeWarning,
                       stacklevel=3)
-        dtype, solver = np.float64, "cg_j"
-        A, rhs, unknown = _assemble(am, problem, beta, dtype)
-        B = rhs[:, solved]
-        coarse = None if coarse is None else _coarse_space(A)
-        part, infos = _solve_columns(am, A, B, solver, tol_cg, maxiter, guesses)
-    if coarse is not None:
-        part = _corrected(xp, coarse, part, B)
-    if solver != "bf" and (corrected or not small):
-        # The range is an a-posteriori error test that the residual test misses: voxels walled
-        # off by weak edges barely move the residual. Solve on, warm-started: 10x tighter in
-        # the same precision, then 100x tighter in float64 (float32 stalls there), each
-        # followed by the coarse correction where there is one.
-        for factor, refine_dtype in ((0.1, dtype), (0.01, np.float64)):
-            if all(i >= 0 for i in infos) and _in_range(xp, part, implied, prob_tol):
-                break
-            if refine_dtype != dtype:
-                dtype = refine_dtype
-                A, rhs, unknown = _assemble(am, problem, beta, dtype)
-                B = rhs[:, solved]
-                coarse = None if coarse is None else _coarse_space(A)
-            part, infos = _solve_columns(am, A, B, solver, tol_cg * factor, maxiter,
-                                         [part[:, k] for k in range(part.shape[1])])
-            if coarse is not None:
-                part = _corrected(xp, coarse, part, B)
-    if any(i == BREAKDOWN for i in infos):
-        warnings.warn("Conjugate gradient convergence to tolerance not achieved: the iteration broke down in "
-                      "float64; decrease beta, or use mode='bf' on a small problem", UserWarning, stacklevel=3)
-    elif any(i > 0 for i in infos):
-        warnings.warn(f"Conjugate gradient convergence to tolerance not achieved within {maxiter} iterations. "
-                      "Consider decreasing beta to improve system conditioning, or raising maxiter",
-                      UserWarning, stacklevel=3)
-    X = xp.zeros((part.shape[0], nlabels), dtype=np.float64)
+        solver, system = "cg_j", system.in_precision(am, problem, beta, np.float64, solved)
+        part, infos = _solve_columns(am, system.A, system.B, solver, tol, plan.maxiter, guesses)
+    if system.coarse is not None:
+        part = _corrected(am.xp, system.coarse, part, system.B)
+    if plan.refine:
+        part, infos, system = _refine_range(am, problem, beta, system, solved, implied, part, infos, solver, tol,
+                                            plan.maxiter, prob_tol)
+    _warn_unconverged(infos, plan.maxiter, stacklevel=4)
+    X = am.xp.zeros((part.shape[0], nlabels), dtype=np.float64)
     X[:, solved] = part
     if implied is not None:
         X[:, implied] = 1.0 - part.sum(axis=1)
-    return am.to_numpy(X), am.to_numpy(unknown)
+    return am.to_numpy(X), am.to_numpy(system.unknown)
+
+
+def _refine_range(am, problem, beta, system, solved, implied, part, infos, solver, tol, maxiter, prob_tol):
+    """Solve on, warm-started, while the answer leaves [0, 1] by more than ``prob_tol``.
+
+    The range is an a-posteriori error test that the residual test misses: voxels walled off
+    by weak edges barely move the residual. So: 10x tighter in the same precision, then 100x
+    tighter in float64 (float32 stalls there), each followed by the coarse correction where
+    there is one. Returns (part, infos, system)."""
+    for factor, dtype in ((0.1, system.dtype), (0.01, np.float64)):
+        if all(i >= 0 for i in infos) and _in_range(am.xp, part, implied, prob_tol):
+            break
+        system = system.in_precision(am, problem, beta, dtype, solved)
+        part, infos = _solve_columns(am, system.A, system.B, solver, tol * factor, maxiter,
+                                     [part[:, k] for k in range(part.shape[1])])
+        if system.coarse is not None:
+            part = _corrected(am.xp, system.coarse, part, system.B)
+    return part, infos, system
+
+
+def _warn_unconverged(infos, maxiter, stacklevel):
+    """scikit-image's warning where a column did not converge (a float64 breakdown or the cap)."""
+    if any(i == BREAKDOWN for i in infos):
+        warnings.warn("Conjugate gradient convergence to tolerance not achieved: the iteration broke down in "
+                      "float64; decrease beta, or use mode='bf' on a small problem", UserWarning,
+                      stacklevel=stacklevel)
+    elif any(i > 0 for i in infos):
+        warnings.warn(f"Conjugate gradient convergence to tolerance not achieved within {maxiter} iterations. "
+                      "Consider decreasing beta to improve system conditioning, or raising maxiter",
+                      UserWarning, stacklevel=stacklevel)
 
 
 def _coarse_space(A):
@@ -504,22 +544,46 @@ def _finish(problem, X, unknown, return_full_prob):
 
 def _solve_stacked(am, problems, labels, beta, tol, check_every, prob_tol):
     """The batched path of :func:`random_walker_batch` on any array module (the tests run
-    it on numpy): prepared problems (or reasons) -> full probabilities."""
+    it on numpy): prepared problems (or reasons) -> full probabilities.
+
+    One Jacobi-CG with the coarse correction serves every case at once; a case that it leaves
+    unconverged, broken down or outside [0, 1] is solved again alone by :func:`_solve_problem`
+    (mode ``cg_j``), so it gets the single path's float64 retry, range refinement and warnings."""
     out = [None if isinstance(p, _Problem) else _passthrough(lab, p, True) for p, lab in zip(problems, labels)]
     todo = [i for i, p in enumerate(problems) if isinstance(p, _Problem)]
     if not todo:
         return out
-    xp = am.xp
-    dtype = np.float32 if tol >= 1e-5 else np.float64
+    plans = [_plan("cg_j", am.device, int(np.count_nonzero(problems[i].seeds == 0)), problems[i].seeds.shape, tol,
+                   None) for i in todo]
+    dtype = np.float32 if all(p.dtype == np.float32 for p in plans) else np.float64
     systems = [_assemble(am, problems[i], beta, dtype) for i in todo]
-    A, case = stack_systems(am, [s[0] for s in systems])
     columns = [_columns(rhs, problems[i].nlabels) for i, (_, rhs, _) in zip(todo, systems)]
+    parts, failed = _stacked_columns(am, problems, todo, systems, columns, tol, max(p.maxiter for p in plans),
+                                     check_every)
+    for c, (i, part, (_, _, unknown), (implied, solved)) in enumerate(zip(todo, parts, systems, columns)):
+        if failed[c] or not _in_range(am.xp, part, implied, prob_tol):
+            X, unknown = _solve_problem(am, problems[i], beta, "cg_j", tol, None, prob_tol)
+        else:
+            X = am.xp.zeros((part.shape[0], problems[i].nlabels), dtype=np.float64)
+            X[:, solved] = part
+            X[:, implied] = 1.0 - part.sum(axis=1)
+            X, unknown = am.to_numpy(X), am.to_numpy(unknown)
+        _check_range(X, prob_tol)
+        out[i] = _finish(problems[i], X, unknown, True)
+    return out
+
+
+def _stacked_columns(am, problems, todo, systems, columns, tol, maxiter, check_every):
+    """Each case's solved columns from one block-diagonal Jacobi-CG per column index, and which
+    cases it failed (unconverged or broken down)."""
+    xp = am.xp
+    A, case = stack_systems(am, [s[0] for s in systems])
     parts = [xp.zeros((s[0].shape[0], len(c[1])), dtype=np.float64) for s, c in zip(systems, columns)]
-    maxiter = max(_default_maxiter(problems[i].seeds.shape, s[0].shape[0]) for i, s in zip(todo, systems))
     offsets = np.cumsum([0] + [s[0].shape[0] for s in systems]).tolist()  # each case's rows in the stack
     system = JacobiSystem(A, "jacobi", generic=True)
     coarse = _coarse_space(A)
     tol_cg = tol if coarse is None else tol * _COARSE_TOL_FACTOR
+    failed = np.zeros(len(todo), dtype=bool)
     for j in range(max(len(c[1]) for c in columns)):
         # column j of every case's solved labels (zeros where a case has fewer labels)
         b = xp.concatenate([rhs[:, solved[j]] if j < len(solved) else xp.zeros(rhs.shape[0], dtype=rhs.dtype)
@@ -535,17 +599,11 @@ def _solve_stacked(am, problems, labels, beta, tol, check_every, prob_tol):
         x, info = conjugate_gradient(system, b, g, tol=tol_cg, maxiter=maxiter, check_every=check_every)
         if coarse is not None:
             x = coarse.correct(x, b)
-        if info != 0:
-            warnings.warn("random_walker_batch: the iterative solve did not reach tol for some cases",
-                          RuntimeWarning, stacklevel=3)
+        if info == BREAKDOWN:
+            failed[:] = True
+        elif info > 0:
+            failed |= am.to_numpy(system.steps.active).astype(bool)
         for part, (_, solved), start, stop in zip(parts, columns, offsets[:-1], offsets[1:]):
             if j < len(solved):
                 part[:, j] = x[start:stop]
-    for i, part, (_, _, unknown), (implied, solved) in zip(todo, parts, systems, columns):
-        X = xp.zeros((part.shape[0], problems[i].nlabels), dtype=np.float64)
-        X[:, solved] = part
-        X[:, implied] = 1.0 - part.sum(axis=1)
-        X = am.to_numpy(X)
-        _check_range(X, prob_tol)
-        out[i] = _finish(problems[i], X, am.to_numpy(unknown), True)
-    return out
+    return parts, failed
