@@ -14,13 +14,16 @@ SHARED_DATA = Path(os.environ.get("EXTREMEFAST_SHARED_DATA", REPO.parent / "shar
 
 try:
     import torch
-
-    TORCH_DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 except ImportError:  # pragma: no cover
-    TORCH_DEVICES = ["cpu"]
+    torch = None
+# Whether a GPU is present, decided here once: CuPy must see it for the array-module paths,
+# PyTorch for the network's (a machine may have one without the other).
+TORCH_GPU = torch is not None and torch.cuda.is_available()
+ARRAY_GPU = cuda_available()
+TORCH_DEVICES = ["cpu"] + (["cuda"] if TORCH_GPU else [])
 # the array module's devices (numpy; CuPy where a GPU is visible) and the float types the
 # random walker and its kernels accept
-ARRAY_DEVICES = ["cpu"] + (["cuda"] if cuda_available() else [])
+ARRAY_DEVICES = ["cpu"] + (["cuda"] if ARRAY_GPU else [])
 FLOAT_DTYPES = [np.float32, np.float64]
 
 SMALL_PHANTOM_SHAPE = (112, 96, 28)
@@ -28,15 +31,9 @@ SMALL_PHANTOM_SPACING = (1.6, 1.6, 5.0)
 
 
 def pytest_collection_modifyitems(config, items):
-    try:
-        import torch
-
-        has_gpu = torch.cuda.is_available()
-    except ImportError:
-        has_gpu = False
     skip = pytest.mark.skip(reason="needs a CUDA GPU (run benchmarks/gpu_check.sh on a GPU machine)")
     for item in items:
-        if "gpu" in item.keywords and not has_gpu:
+        if "gpu" in item.keywords and not (TORCH_GPU or ARRAY_GPU):
             item.add_marker(skip)
 
 
