@@ -66,11 +66,64 @@ def mask_from_multipart(response) -> np.ndarray:
     raise AssertionError("no image part in the answer")
 
 
+def http_infer(url, case, clicks, session=None):
+    """(seconds, response) of one walker request as Slicer sends it."""
+    import requests
+
+    t = time.perf_counter()
+    r = (session or requests).post(f"{url}/infer/extreme_points_walker?image={case}",
+                                   data={"params": json.dumps({"foreground": clicks})})
+    r.raise_for_status()
+    return time.perf_counter() - t, r
+
+
+def burst(url, clicks, library) -> tuple[float, list]:
+    """Eight concurrent requests on eight scans, each mask checked against the library's (correctness first)."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda case: http_infer(url, case, clicks[case]), library))
+    wall = time.perf_counter() - t0
+    for case, (_, r) in zip(library, answers):
+        if not np.array_equal(mask_from_multipart(r), library[case]):
+            sys.exit(f"{case}: the served mask differs from the library's")
+    latencies = [s for s, _ in answers]
+    print(f"8 concurrent requests on 8 scans: all masks equal to the library's; wall {wall:.2f} s, "
+          f"latency p50 {percentile(latencies, 50):.2f} s, max {max(latencies):.2f} s")
+    return wall, latencies
+
+
+def warm_rows(url, scans, clicks, repeat) -> tuple[list, dict]:
+    """Warm, one at a time: each scan's HTTP request beside the library call; rows and the p50/p95 summary."""
+    import requests
+
+    from extremefast.serve.models import Walker, infer
+
+    walker, session = Walker("CT"), requests.Session()
+    rows, http_all, lib_all = [], [], []
+    for case in scans:
+        h, lib = [], []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            infer(walker, scans[case], clicks[case], {"organ": 1})
+            lib.append(time.perf_counter() - t)
+            h.append(http_infer(url, case, clicks[case], session)[0])
+        http_all += h
+        lib_all += lib
+        rows.append({"scan": case, "shape": "x".join(map(str, scans[case].file_shape)),
+                     "library p50 s": statistics.median(lib), "HTTP p50 s": statistics.median(h),
+                     "HTTP / library": statistics.median(h) / statistics.median(lib)})
+    summary = {f"{what} p{q} s": percentile(values, q) for what, values in (("library", lib_all), ("HTTP", http_all))
+               for q in (50, 95)}
+    for q in (50, 95):
+        rows.append({"scan": f"all (p{q})", "shape": f"{len(http_all)} requests",
+                     "library p50 s": summary[f"library p{q} s"], "HTTP p50 s": summary[f"HTTP p{q} s"],
+                     "HTTP / library": summary[f"HTTP p{q} s"] / summary[f"library p{q} s"]})
+    return rows, summary
+
+
 def main():
     p = parser(__doc__.splitlines()[0])
     args = p.parse_args()
-    import requests
-
     from extremefast.imageio import load_image
     from extremefast.pseudo import extreme_points
     from extremefast.serve.datastore import Scan
@@ -87,52 +140,10 @@ def main():
         walker = Walker("CT")
         scans = {case: Scan.load(case, tmp / f"{case}.nii.gz") for _, case, _ in SCANS}
         library = {case: infer(walker, scans[case], clicks[case], {"organ": 1}).mask for case in scans}
-        session = requests.Session()
-
-        def http(case, s=None):
-            t = time.perf_counter()
-            r = (s or requests).post(f"{url}/infer/extreme_points_walker?image={case}",
-                                     data={"params": json.dumps({"foreground": clicks[case]})})
-            r.raise_for_status()
-            return time.perf_counter() - t, r
-
-        # correctness first: eight concurrent requests on eight scans, each mask equal to the library's
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(http, scans))
-        burst = time.perf_counter() - t0
-        for (case, (seconds, r)) in zip(scans, answers):
-            got = mask_from_multipart(r)
-            if not np.array_equal(got, library[case]):
-                sys.exit(f"{case}: the served mask differs from the library's")
-        burst_latencies = [s for s, _ in answers]
-        print(f"8 concurrent requests on 8 scans: all masks equal to the library's; wall {burst:.2f} s, "
-              f"latency p50 {percentile(burst_latencies, 50):.2f} s, max {max(burst_latencies):.2f} s")
-
-        # warm, one at a time: HTTP beside the library call on the same scans
-        rows, http_all, lib_all = [], [], []
-        for case in scans:
-            h, lib = [], []
-            for _ in range(args.repeat):
-                t = time.perf_counter()
-                infer(walker, scans[case], clicks[case], {"organ": 1})
-                lib.append(time.perf_counter() - t)
-                h.append(http(case, session)[0])
-            http_all += h
-            lib_all += lib
-            rows.append({"scan": case, "shape": "x".join(map(str, scans[case].file_shape)),
-                         "library p50 s": statistics.median(lib), "HTTP p50 s": statistics.median(h),
-                         "HTTP / library": statistics.median(h) / statistics.median(lib)})
-        summary = {"library p50 s": percentile(lib_all, 50), "library p95 s": percentile(lib_all, 95),
-                   "HTTP p50 s": percentile(http_all, 50), "HTTP p95 s": percentile(http_all, 95)}
-        rows.append({"scan": "all (p50)", "shape": f"{len(http_all)} requests",
-                     "library p50 s": summary["library p50 s"], "HTTP p50 s": summary["HTTP p50 s"],
-                     "HTTP / library": summary["HTTP p50 s"] / summary["library p50 s"]})
-        rows.append({"scan": "all (p95)", "shape": f"{len(http_all)} requests",
-                     "library p50 s": summary["library p95 s"], "HTTP p50 s": summary["HTTP p95 s"],
-                     "HTTP / library": summary["HTTP p95 s"] / summary["library p95 s"]})
+        wall, latencies = burst(url, clicks, library)
+        rows, summary = warm_rows(url, scans, clicks, args.repeat)
         report("extremefast serve: walker mask through HTTP vs the library call (warm)", rows, args,
-               extra={"summary": summary, "burst_wall_s": burst, "burst_latencies_s": burst_latencies})
+               extra={"summary": summary, "burst_wall_s": wall, "burst_latencies_s": latencies})
         print(f"HTTP p95 {summary['HTTP p95 s']:.3f} s (target <= 1.5 s); HTTP / library at p50 "
               f"{summary['HTTP p50 s'] / summary['library p50 s']:.3f}, at p95 "
               f"{summary['HTTP p95 s'] / summary['library p95 s']:.3f} (target <= 1.15)")

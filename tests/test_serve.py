@@ -87,7 +87,8 @@ def test_slicer_sequence_with_monai_label_client(collection, shared_data, tmp_pa
             mask = truth(shared_data, case)
             points = extreme_points(mask)
             out, params = client.infer(WALKER, case, {"foreground": points.tolist(), "background": [],
-                                                      "label": "organ"})
+                                                      "label": "organ", "result_extension": ".nrrd",
+                                                      "result_dtype": "uint8"})
             got = load_image(out, dtype=None)
             assert got.shape == mask.shape
             masks[case] = got.array > 0
@@ -133,6 +134,8 @@ def test_slicer_sequence_with_monai_label_client(collection, shared_data, tmp_pa
         assert status["progress"]["rows"] and status["result"]["model"] == MODEL
         info = client.info()
         assert info["models"][MODEL]["type"] == "deepgrow"
+        stats = info["train_stats"][MODEL]  # what Slicer's progress and accuracy bars read
+        assert 1 <= stats["epoch"] <= stats["total_epochs"] and 0.0 <= stats["best_metric"] <= 1.0, stats
         out, params = client.infer(MODEL, CASES[1], {"foreground": extreme_points(truth(shared_data, CASES[1])).tolist()})
         got = load_image(out, dtype=None).array > 0
         assert params["model"] == MODEL and got.any()
@@ -230,7 +233,8 @@ def test_token_is_required_when_set(collection, tmp_path):
     finally:
         stop()
     # binding beyond loopback without a token is refused in one line
-    assert main(["serve", "--data", str(collection), "--host", "0.0.0.0", "--port", "0"]) == 1
+    for host in ("0.0.0.0", "::", ""):
+        assert main(["serve", "--data", str(collection), "--host", host, "--port", "0"]) == 1, host
 
 
 def test_sigkill_during_a_label_save_leaves_no_partial_mask(tmp_path):
@@ -390,5 +394,161 @@ def test_upload_session_accept_and_download(collection, shared_data, tmp_path):
         assert requests.delete(f"{url}/datastore/clicks?image={case}").json()["clicks"] is None
         assert requests.delete(f"{url}/datastore/label?id={case}&tag=final").status_code == 200
         assert requests.get(f"{url}/datastore/cases").json()["counts"]["new"] == 4
+    finally:
+        stop()
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    """A small synthetic collection: a NIfTI scan, a detached-header NRRD, a MetaImage, and two links (to a scan
+    and to a secret outside the folder)."""
+    import SimpleITK as sitk
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    image = np.zeros((30, 24, 16), np.int16)
+    image[10:20, 8:16, 4:12] = 100
+    affine = np.diag([0.8, 0.9, 2.0, 1.0])
+    save_image(folder / "a.nii.gz", image, affine)
+    itk = sitk.GetImageFromArray(image.transpose(2, 1, 0).copy())
+    itk.SetSpacing((0.8, 0.9, 2.0))
+    sitk.WriteImage(itk, str(folder / "hdr.nhdr"))
+    sitk.WriteImage(itk, str(folder / "meta.mhd"))
+    (tmp_path / "secret.txt").write_text("SECRET")
+    (folder / "secret.nii.gz").symlink_to(tmp_path / "secret.txt")
+    save_image(tmp_path / "outside.nii.gz", image, affine)
+    (folder / "outside.nii.gz").symlink_to(tmp_path / "outside.nii.gz")
+    return folder
+
+
+def test_files_leave_only_as_scans_of_the_datastore(tiny, tmp_path):
+    """Detached headers and links out of the folder are sent as one NIfTI made of the scan (or refused when it
+    is none): never another file's bytes. Static files and ids: no way out of their folders."""
+    url, stop = start_server(tiny, warm=False)
+    try:
+        objects = requests.get(f"{url}/datastore/?output=all").json()["objects"]
+        for case in ("hdr", "meta", "outside"):
+            assert objects[case]["image"]["ext"] == ".nii.gz", objects[case]
+            r = requests.get(f"{url}/datastore/image", params={"image": case})
+            assert r.status_code == 200 and r.headers["content-disposition"] == f'attachment; filename="{case}.nii.gz"'
+            served = tmp_path / f"served_{case}.nii.gz"
+            served.write_bytes(r.content)
+            np.testing.assert_array_equal(load_image(served, dtype=None).array,
+                                          load_image(tiny / "a.nii.gz", dtype=None).array)
+        assert objects["a"]["image"]["ext"] == ".nii.gz"
+        assert requests.get(f"{url}/datastore/image?image=a").content == (tiny / "a.nii.gz").read_bytes()
+        r = requests.get(f"{url}/datastore/image?image=secret")
+        assert r.status_code == 400 and "SECRET" not in r.text
+        assert requests.post(f"{url}/activelearning/first").json()["name"] == "a.nii.gz"
+        for path in ("/static/..%2f..%2fapp.py", "/static/%2e%2e/%2e%2e/app.py", "/static/%2Fetc%2Fpasswd",
+                     "/static/app.js%00.txt", "/datastore/image?image=%2Fetc%2Fpasswd",
+                     "/datastore/image?image=a%00", "/datastore/label?label=..&tag=final",
+                     f"/datastore/image?image={'a' * 5000}"):
+            r = requests.get(url + path)
+            assert r.status_code in (400, 404), (path, r.status_code)
+            _detail(r)
+        assert requests.get(f"{url}/docs").status_code == 404 and requests.get(f"{url}/redoc").status_code == 404
+    finally:
+        stop()
+
+
+def test_uploads_that_name_other_files_are_refused(tiny):
+    """A NRRD or MetaImage header can send its reader to any path ('data file: /etc/passwd'): refused, for
+    scans, sessions and labels alike; the datastore stays as it was."""
+    url, stop = start_server(tiny, warm=False)
+    nrrd = b"NRRD0004\ntype: uint8\ndimension: 3\nsizes: 30 24 16\nencoding: raw\ndata file: /etc/passwd\n\n"
+    mha = b"ObjectType = Image\nNDims = 3\nDimSize = 30 24 16\nElementType = MET_UCHAR\nElementDataFile = /etc/passwd\n"
+    try:
+        before = snapshot(tiny)
+        for call in (lambda: requests.put(f"{url}/datastore/image?image=x", files={"file": ("x.nrrd", nrrd)}),
+                     lambda: requests.put(f"{url}/datastore/image?image=x", files={"file": ("x.mha", mha)}),
+                     lambda: requests.put(f"{url}/session/", files={"files": ("x.nrrd", nrrd)}),
+                     lambda: requests.put(f"{url}/datastore/label?image=a&tag=final", files={"label": ("x.nrrd", nrrd)})):
+            r = call()
+            assert r.status_code == 400 and "another file" in _detail(r), r.text
+        r = requests.put(f"{url}/datastore/label?image=a&tag=final", files={"label": ("x.nhdr", nrrd)})
+        assert r.status_code == 400 and "x.nhdr" in _detail(r)
+        assert snapshot(tiny) == before
+    finally:
+        stop()
+
+
+def test_the_door_size_origin_host_and_slicer_login(tiny, tmp_path):
+    """Bodies over the limit stop while they stream; cross-origin writes and foreign Host names are refused;
+    with a token, 3D Slicer logs in through MONAI Label's /auth/ calls (password = the token)."""
+    url, stop = start_server(tiny, warm=False, max_upload_mb=1)
+    try:
+        def body():
+            yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.nii.gz"\r\n\r\n'
+            for _ in range(200):
+                yield b"y" * 65536
+            yield b"\r\n--b--\r\n"
+        r = requests.put(f"{url}/datastore/image?image=x", data=body(),
+                         headers={"content-type": "multipart/form-data; boundary=b"})  # chunked: no length
+        assert r.status_code == 413 and "limit" in _detail(r)
+        r = requests.post(f"{url}/train/", headers={"Origin": "http://elsewhere.example"})
+        assert r.status_code == 403 and "cross-origin" in _detail(r)
+        r = requests.get(f"{url}/info/", headers={"Host": "rebound.example:80"})
+        assert r.status_code == 403 and "not this machine" in _detail(r)
+        assert requests.get(f"{url}/info/", headers={"Origin": url}).status_code == 200
+        assert not MONAILabelClient(url, tmpdir=str(tmp_path)).auth_enabled()
+        assert not list(tiny.glob("x*"))
+    finally:
+        stop()
+    url, stop = start_server(tiny, token="s3cret", warm=False)
+    try:
+        client = MONAILabelClient(url, tmpdir=str(tmp_path))
+        assert client.auth_enabled()  # what Slicer asks first, without a token
+        with pytest.raises(importlib.import_module("monailabel.client.client").MONAILabelClientException):
+            client.auth_token("annotator", "wrong")
+        client.update_auth(client.auth_token("annotator", "s3cret"))
+        assert client.auth_valid_token() and WALKER in client.info()["models"]
+        for path in ("/static/app.js", "/openapi.json", "/", "/datastore/image?image=a", "/auth/token/valid"):
+            assert requests.get(url + path).status_code == 401, path
+    finally:
+        stop()
+
+
+def test_what_3d_slicer_sends_besides_the_clicks(tiny, tmp_path):
+    """Slicer's module: infer with result_extension/result_dtype, an infer with no model (its auto-segment on
+    next sample), a session named by an odd file name; /info/ with strategies, trainers and labels."""
+    url, stop = start_server(tiny, warm=False)
+    try:
+        client = MONAILabelClient(url, tmpdir=str(tmp_path))
+        info = client.info()
+        assert set(info["strategies"]) == {"first", "random"} and list(info["trainers"]) == [MODEL]
+        assert info["labels"] == {"organ": 1} and "config" not in info  # Slicer refuses an app with "config"
+        out, params = client.infer("", "a", {"result_extension": ".nrrd", "result_dtype": "uint8"})
+        assert params["message"] == "0 of 6 extreme points: place 6 more" and not load_image(out, dtype=None).array.any()
+        clicks = [[10, 12, 8], [19, 12, 8], [15, 8, 8], [15, 15, 8], [15, 12, 4], [15, 12, 11]]
+        out, params = client.infer(WALKER, "a", {"foreground": clicks, "background": [], "label": "organ",
+                                                 "result_extension": ".nrrd", "result_dtype": "uint8"})
+        assert params["complete"] and load_image(out, dtype=None).array.any()
+        upload = tmp_path / 'a"..\\..\\evil.nii.gz'
+        shutil.copy(tiny / "a.nii.gz", upload)
+        session = client.create_session(str(upload))
+        name = session["session_info"]["name"]  # Slicer saves the returned mask under it
+        assert name.endswith("evil") and ".." not in name and all(c.isalnum() or c in "._-" for c in name), name
+        out, _ = client.infer(WALKER, "", {"foreground": clicks}, session_id=session["session_id"])
+        assert Path(out).parent == tmp_path and "\\" not in Path(out).name and '"' not in Path(out).name
+        r = requests.post(f"{url}/infer/{WALKER}?image=a&output=json", data={"params": json.dumps({"foreground": [[True, 1, 1]]})})
+        assert r.status_code == 400 and "numbers" in _detail(r)
+    finally:
+        stop()
+
+
+def test_masks_are_written_only_inside_the_datastore(tiny, tmp_path):
+    """A dataset.json whose label entry points out of the folder: the server refuses to write there."""
+    (tiny / "dataset.json").write_text(json.dumps({"name": "tiny", "labels": {"0": "background", "1": "organ"},
+                                                   "training": [{"image": "./a.nii.gz", "label": "../victim.nii.gz"}]}))
+    victim = tmp_path / "victim.nii.gz"
+    save_image(victim, np.zeros((30, 24, 16), np.uint8), np.diag([0.8, 0.9, 2.0, 1.0]))
+    kept = victim.read_bytes()
+    url, stop = start_server(tiny, warm=False)
+    try:
+        clicks = [[10, 12, 8], [19, 12, 8], [15, 8, 8], [15, 15, 8], [15, 12, 4], [15, 12, 11]]
+        r = requests.post(f"{url}/datastore/accept?image=a", json={"clicks": clicks})
+        assert r.status_code == 400 and "outside the datastore" in _detail(r), r.text
+        assert victim.read_bytes() == kept
     finally:
         stop()

@@ -1,11 +1,11 @@
 """The FastAPI application: the routers, the token check, the one error handler, the start-up work."""
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -13,11 +13,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+import numpy as np
+
 from .. import __version__
-from ..errors import DataError, ExtremefastError
+from ..errors import DataError, ExtremefastError, InputError
 from .datastore import Datastore, Scan, check_id
 from .errors import NotFound, one_line, status_code
-from .models import MODEL, WALKER, TrainedModel, Walker
+from .guard import Guard
+from .models import MODEL, WALKER, Result, TrainedModel, Walker, six_points, unknown_model
+from .models import infer as run_model
 from .training import TrainingRuns
 
 log = logging.getLogger("extremefast.serve")
@@ -40,8 +44,10 @@ class Server:
         self.model: TrainedModel | None = None
         self._model_lock = threading.Lock()
         self.runs = TrainingRuns(self.datastore, on_finished=self.load_model)
+        self.token: str | None = None
         self.sessions: dict[str, dict] = {}
-        self.last_results: dict[str, tuple] = {}  # case -> (clicks, model name, oriented mask): for accept
+        self._results: OrderedDict[str, tuple] = OrderedDict()  # case -> (clicks, model, oriented mask): accept
+        self._results_lock = threading.Lock()
 
     # ------------------------------------------------------------------ start and end
     def start(self) -> None:
@@ -68,7 +74,8 @@ class Server:
         model = TrainedModel(run_dir / "model.pt", run_dir.name, self.device)
         with self._model_lock:
             self.model = model
-        self.last_results.clear()
+        with self._results_lock:
+            self._results.clear()
         log.info("extreme_points_model loaded from run %s", run_dir.name)
 
     # ------------------------------------------------------------------ lookups
@@ -79,8 +86,6 @@ class Server:
         return found
 
     def get_model(self, name: str):
-        from .models import unknown_model
-
         models = self.models()
         if name not in models:
             raise unknown_model(name, models)
@@ -95,7 +100,7 @@ class Server:
         return found
 
     def add_session(self, scan: Scan, name: str, path: Path, expiry: int) -> dict:
-        for old in [k for k, v in self.sessions.items() if v["expires"] < time.time()]:
+        for old in [k for k, v in list(self.sessions.items()) if v["expires"] < time.time()]:
             self.sessions.pop(old, None)
         session_id = uuid.uuid4().hex
         expiry = int(expiry) if expiry and expiry > 0 else 3600
@@ -103,6 +108,66 @@ class Server:
                 "last_access_ts": int(time.time())}
         self.sessions[session_id] = {"scan": scan, "info": info, "path": path, "expires": time.time() + expiry}
         return {"session_id": session_id, "session_info": info}
+
+    # ------------------------------------------------------------------ inference and accepting
+    def infer(self, model_name: str, image: str, session_id: str, request: dict) -> tuple[Result, str]:
+        """Run a model on a case (its clicks saved unless ``save_clicks`` is false) or a session's scan;
+        returns the result and the mask's file name."""
+        model = self.get_model(model_name)
+        t0 = time.perf_counter()
+        if session_id:
+            scan, case_id = self.session(session_id)["scan"], None
+        elif image:
+            scan, case_id = self.datastore.scan(image), image
+        else:
+            raise InputError("give the scan's id (?image=ID) or a session (?session_id=...)")
+        load = time.perf_counter() - t0
+        result = run_model(model, scan, request.get("foreground", request.get("clicks")), self.datastore.labels)
+        result.params["seconds"]["load"] = load
+        saved = case_id is not None and result.params["complete"]
+        if saved:
+            self._remember(case_id, result.params["clicks"], model.name, result.mask_oriented)
+            saved = request.get("save_clicks", True) is not False
+            if saved:
+                self.datastore.save_clicks(case_id, result.params["clicks"])
+        result.params["clicks_saved"] = saved
+        return result, f"{scan.name}.nii.gz"
+
+    def accept(self, image: str, model_name: str, clicks=None) -> dict:
+        """Save the mask of six clicks (given, else the saved ones) as the case's accepted mask."""
+        model = self.get_model(model_name)
+        scan = self.datastore.scan(image)
+        given = clicks is not None
+        if not given:
+            clicks = self.datastore.read_clicks(image)
+            if clicks is None:
+                raise InputError(f"{image} has no saved clicks; place six first")
+            clicks = clicks.tolist()
+        file_pts = six_points(clicks, scan)
+        mask = self._recall(image, model.name, file_pts)
+        if mask is None:
+            mask = run_model(model, scan, file_pts.tolist(), self.datastore.labels).mask_oriented
+        path = self.datastore.save_mask(image, mask)
+        if given:
+            self.datastore.save_clicks(image, file_pts)
+        return {"image": image, "label": image, "file": path.name, "status": "accepted", "voxels": int(mask.sum()),
+                "model": model.name}
+
+    def _remember(self, case_id: str, clicks, model_name: str, mask) -> None:
+        with self._results_lock:
+            self._results.pop(case_id, None)
+            self._results[case_id] = (np.asarray(clicks), model_name, mask)
+            while len(self._results) > 8:  # the latest cases only
+                self._results.popitem(last=False)
+
+    def _recall(self, case_id: str, model_name: str, clicks: np.ndarray):
+        """The mask just inferred from the same clicks (in any order) with the same model, or None."""
+        with self._results_lock:
+            found = self._results.get(case_id)
+        if found is None or found[1] != model_name:
+            return None
+        same = np.array_equal(np.sort(found[0], axis=0), np.sort(np.asarray(clicks), axis=0))
+        return found[2] if same else None
 
     def info(self) -> dict:
         labels = self.datastore.labels
@@ -125,32 +190,6 @@ class Server:
                                "random": {"type": "random", "description": "A random scan without an accepted mask"}},
                 "scoring": {}, "train_stats": {MODEL: last} if last else {},
                 "datastore": self.datastore.stats()}
-
-
-class _TokenMiddleware:
-    """Every request needs ``Authorization: Bearer TOKEN`` (or ``?token=TOKEN``) when a token is set."""
-
-    def __init__(self, app, token: str):
-        self.app = app
-        self.token = token.encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        given = b""
-        for key, value in scope.get("headers", []):
-            if key == b"authorization" and value[:7].lower() == b"bearer ":
-                given = value[7:].strip()
-        if not given:
-            from urllib.parse import parse_qs
-
-            query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
-            given = (query.get("token") or [""])[0].encode()
-        if not hmac.compare_digest(given, self.token):
-            response = JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401,
-                                    headers={"WWW-Authenticate": "Bearer"})
-            return await response(scope, receive, send)
-        return await self.app(scope, receive, send)
 
 
 def create_app(data_dir, *, token: str | None = None, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
@@ -177,10 +216,11 @@ def create_app(data_dir, *, token: str | None = None, max_upload_mb: float = DEF
     static_dir : path, optional
         The built page (default: ``extremefast/serve/static``).
     """
-    from .routes import activelearning, datastore, infer, info, page, session, train
+    from .routes import activelearning, auth, datastore, infer, info, page, session, train
 
     server = Server(data_dir, max_upload_mb=max_upload_mb, cache_size=cache_size, device=device, warm=warm,
                     resume_runs=resume_runs, static_dir=static_dir)
+    server.token = token or None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -190,10 +230,10 @@ def create_app(data_dir, *, token: str | None = None, max_upload_mb: float = DEF
         finally:
             server.stop()
 
-    app = FastAPI(title="extremefast", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="extremefast", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Six extreme-point clicks -> a mask; MONAI Label's REST protocol (see API.md).")
     app.state.server = server
-    for module in (info, datastore, activelearning, infer, session, train, page):
+    for module in (info, auth, datastore, activelearning, infer, session, train, page):
         app.include_router(module.router)
 
     @app.exception_handler(ExtremefastError)
@@ -208,6 +248,5 @@ def create_app(data_dir, *, token: str | None = None, max_upload_mb: float = DEF
             parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
         return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
 
-    if token:
-        app.add_middleware(_TokenMiddleware, token=token)
+    app.add_middleware(Guard, token=server.token, max_body=server.max_upload_bytes)
     return app

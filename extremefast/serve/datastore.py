@@ -18,7 +18,6 @@ import os
 import random
 import re
 import threading
-import time
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -36,7 +35,10 @@ from .errors import Conflict, NotFound
 
 STATE_DIR = ".extremefast"
 STATUSES = ("new", "clicked", "accepted")
+MAX_ID = 128
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+SCAN_UPLOADS = (".nii.gz", ".nii", ".nrrd", ".mha")  # one file that holds its voxels (checked: detached_data)
+LABEL_UPLOADS = (".seg.nrrd",) + SCAN_UPLOADS
 
 
 def check_id(value: str, what: str = "image id") -> str:
@@ -45,8 +47,61 @@ def check_id(value: str, what: str = "image id") -> str:
     if not value:
         raise InputError(f"{what} is empty")
     if "/" in value or "\\" in value or ".." in value or value.startswith(".") or not _ID.match(value):
-        raise InputError(f"{what} {value!r} is not a datastore name (letters, digits, '.', '_', '-'; no paths)")
+        raise InputError(f"{what} {value[:MAX_ID]!r} is not a datastore name (letters, digits, '.', '_', '-'; "
+                         "no paths)")
+    if len(value) > MAX_ID:
+        raise InputError(f"{what} is {len(value)} characters long; a datastore name has at most {MAX_ID}")
     return value
+
+
+def safe_name(value: str | None, fallback: str = "scan") -> str:
+    """``value`` made a datastore name (other characters become '_'): for names that are shown, not looked up."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", str(value or "")).replace("..", "_").lstrip("._-")[:MAX_ID]
+    return name or fallback
+
+
+def detached_data(path) -> str | None:
+    """The other file a NRRD (``data file:``) or MetaImage (``ElementDataFile``) header takes its voxels from,
+    or None when the file holds them itself (NIfTI always does). Such a file is never accepted as an upload:
+    its reader would open whatever path the header names."""
+    name = Path(path).name.lower()
+    if not name.endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if name.endswith((".nrrd", ".nhdr")):
+        for line in head.split(b"\n\n", 1)[0].splitlines():
+            key, _, value = line.partition(b":")
+            if key.strip().lower() in (b"data file", b"datafile"):
+                return value.strip().decode(errors="replace") or "?"
+        return None
+    for line in head.splitlines():
+        key, _, value = line.partition(b"=")
+        if key.strip() == b"ElementDataFile":
+            value = value.strip().decode(errors="replace")
+            return None if value.upper() == "LOCAL" else value
+    return None
+
+
+def check_upload(path, name: str) -> None:
+    """Refuse an upload whose header sends its reader to another file (one line)."""
+    other = detached_data(path)
+    if other is not None:
+        raise InputError(f"{name}: the file's header takes the voxels from another file ({other!r}); upload a "
+                         "file that holds them (.nii.gz, or .nrrd/.mha without a data file)")
+
+
+def encode_nifti(array: np.ndarray, affine: np.ndarray, dtype=np.uint8) -> bytes:
+    """An array as ``.nii.gz`` bytes (as :func:`~extremefast.nifti.save_nifti` writes it; gzip level 1: the
+    masks are mostly zeros, and the time is the annotator's)."""
+    import gzip
+
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(array, dtype=dtype), np.asarray(affine, dtype=np.float64))
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return gzip.compress(img.to_bytes(), compresslevel=1)
 
 
 @dataclass
@@ -95,7 +150,12 @@ class ScanCache:
             with self._lock:
                 if key in self._items:
                     return self._items[key]
-            scan = Scan.load(name, path)
+            try:
+                scan = Scan.load(name, path)
+            except BaseException:
+                with self._lock:
+                    self._loading.pop(key, None)  # the next request tries again
+                raise
             with self._lock:
                 self._items[key] = scan
                 self._items.move_to_end(key)
@@ -252,6 +312,9 @@ class Datastore:
         scan = self.scan(image_id)
         mask = scan.to_file_grid(np.asarray(mask_oriented) != 0).astype(np.uint8) * np.uint8(self.organ_value)
         target = self.mask_path(image_id)
+        if not self.inside(target.parent):
+            raise InputError(f"{image_id}'s mask {target} lies outside the datastore {self.root}; the server writes "
+                             "only inside it (fix the label entry of dataset.json)")
         with self._lock:
             with atomic_write(target) as tmp:
                 save_image(tmp, mask, scan.file_affine, dtype=np.uint8, segment_name=self.organ_name)
@@ -261,10 +324,11 @@ class Datastore:
     def check_label(self, image_id: str, path) -> np.ndarray:
         """The label map in ``path`` as a mask on the case's oriented grid, or a one-line refusal."""
         scan = self.scan(image_id)
+        check_upload(path, "the label")
         try:
             label = load_image(path, dtype=None)
         except DataError as exc:
-            raise InputError(f"the label is not a readable label map ({str(exc).split(': ', 1)[-1]})") from None
+            raise InputError(f"the label is not a readable label map ({one_reason(exc, path)})") from None
         if label.array.ndim != 3 or tuple(label.shape) != tuple(scan.file_shape):
             raise InputError(f"label shape {tuple(label.array.shape)} differs from the scan {image_id}'s "
                              f"{tuple(scan.file_shape)}")
@@ -288,13 +352,55 @@ class Datastore:
             case.label_path.unlink(missing_ok=True)
             self._register(image_id, label=None, drop_label=True)
 
+    # ------------------------------------------------------------------ downloads
+    def inside(self, path) -> bool:
+        """Whether ``path``, links followed, lies in the datastore."""
+        resolved = Path(path).resolve()
+        return resolved == self.root or self.root in resolved.parents
+
+    def _sendable(self, path: Path) -> bool:
+        """Whether a file goes out as stored: one file of a self-contained format, inside the datastore."""
+        if not path.is_file() or image_suffix(path) not in LABEL_UPLOADS or not self.inside(path):
+            return False
+        stat = path.stat()
+        key = ("sendable", str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in self._geometry:
+            self._geometry[key] = detached_data(path) is None
+        return self._geometry[key]
+
+    def served_name(self, image_id: str) -> str:
+        """The file name ``GET /datastore/image`` sends the scan under."""
+        path = self.case(image_id).image_path
+        return path.name if self._sendable(path) else f"{image_id}.nii.gz"
+
+    def image_file(self, image_id: str) -> tuple[bytes, str]:
+        """The scan as one file (bytes, name): as stored, or, for a DICOM series, a detached header or a file
+        outside the datastore (a link), a NIfTI made of the scan as read (the file's voxel order)."""
+        path = self.case(image_id).image_path
+        if self._sendable(path):
+            return path.read_bytes(), path.name
+        scan = self.scan(image_id)
+        return encode_nifti(scan.to_file_grid(scan.volume.array), scan.file_affine, np.float32), f"{image_id}.nii.gz"
+
+    def label_file(self, image_id: str) -> tuple[bytes, str]:
+        """The accepted mask as one file (bytes, name), by the same rule as :meth:`image_file`."""
+        if not self.has_mask(image_id):
+            raise NotFound(f"{image_id} has no accepted mask")
+        path = self.case(image_id).label_path
+        if self._sendable(path):
+            return path.read_bytes(), path.name
+        try:
+            label = load_image(path, dtype=None)
+        except DataError as exc:
+            raise InputError(f"{image_id}'s mask is not a readable label map ({one_reason(exc, path)})") from None
+        return encode_nifti(label.array, label.affine, label.array.dtype), f"{image_id}.nii.gz"
+
     # ------------------------------------------------------------------ new scans
     def add_scan(self, image_id: str, fill, suffix: str) -> str:
         """Store a scan under ``image_id``: ``fill(path)`` writes the upload to a temporary ``path``, which is
         loaded as a scan before it becomes the case (a file that is not a 3D scan is refused)."""
         check_id(image_id)
-        if suffix not in (".nii.gz", ".nii", ".nrrd", ".mha"):
-            raise InputError(f"upload a scan as .nii.gz, .nii, .nrrd or .mha, not {suffix or 'a file without suffix'}")
+        upload_suffix(f"{image_id}{suffix}")
         with self._lock:
             if image_id in self.cases:
                 raise Conflict(f"the datastore has a scan named {image_id!r} already")
@@ -347,7 +453,7 @@ class Datastore:
         except (InputError, DataError):
             pts = None  # a broken clicks file shows as no clicks (it is not overwritten until the next click)
         mask = case.label_path if case.label_path is not None and case.label_path.exists() else None
-        return {"id": image_id, "name": case.image_path.name, "status": self.status(image_id), "clicks": pts,
+        return {"id": image_id, "name": self.served_name(image_id), "status": self.status(image_id), "clicks": pts,
                 "label": mask.name if mask is not None else None}
 
     def listing(self) -> dict:
@@ -361,7 +467,7 @@ class Datastore:
         for rec in self.listing()["cases"]:
             case = self.cases[rec["id"]]
             stat = case.image_path.stat()
-            image = {"ext": image_suffix(case.image_path) or "", "info": {"name": case.image_path.name,
+            image = {"ext": image_suffix(rec["name"]) or "", "info": {"name": rec["name"],
                                                                        "ts": int(stat.st_mtime), "size": stat.st_size}}
             labels = {}
             if rec["label"] is not None:
@@ -394,15 +500,15 @@ class Datastore:
         raise NotFound(f"unknown strategy {strategy!r}; use first or random")
 
     def masks_zip(self) -> bytes:
-        """A zip of the accepted masks (``labelsTr/``) and the clicks (``clicks/``)."""
+        """A zip of the accepted masks (``labelsTr/``) and the clicks (``clicks/``) that lie in the datastore."""
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
             for i in self.ids():
                 case = self.cases[i]
-                if self.has_mask(i):
+                if self.has_mask(i) and self.inside(case.label_path):
                     zf.write(case.label_path, f"labelsTr/{case.label_path.name}")
                 clicks = self.clicks_file(i)
-                if clicks is not None:
+                if clicks is not None and self.inside(clicks):
                     zf.write(clicks, f"clicks/{clicks.name}")
         return buf.getvalue()
 
@@ -433,23 +539,29 @@ def remove_stale_temporaries(folders) -> list[Path]:
     return removed
 
 
+def one_reason(exc: BaseException, path) -> str:
+    """A reader's error without the (temporary) path it starts with, on one line."""
+    reason = str(exc).split(": ", 1)[-1] if str(exc).startswith(str(path)) else str(exc)
+    return " ".join(reason.split())
+
+
 def check_scan(path, name: str = "upload") -> Scan:
-    """Load ``path`` as a 3D scan (a one-line refusal when it is not one)."""
+    """Load an uploaded ``path`` as a 3D scan (a one-line refusal when it is not one)."""
+    check_upload(path, name)
     try:
         return Scan.load(name, Path(path))
     except (DataError, InputError) as exc:
-        reason = str(exc).split(": ", 1)[-1] if str(exc).startswith(str(path)) else str(exc)
-        raise InputError(f"{name}: not a readable 3D scan ({' '.join(reason.split())})") from None
+        raise InputError(f"{name}: not a readable 3D scan ({one_reason(exc, path)})") from None
 
 
-def upload_suffix(filename: str | None) -> str:
-    """The image suffix of an uploaded file's name ('' when it has none)."""
-    return image_suffix(filename or "") or ""
+def upload_suffix(filename: str | None, allowed=SCAN_UPLOADS, default: str | None = None) -> str:
+    """The image suffix of an uploaded file's name, one of ``allowed`` (a one-line refusal otherwise)."""
+    suffix = image_suffix(filename or "") or default
+    if suffix not in allowed:
+        raise InputError(f"upload a file ending in {', '.join(allowed)}, not {filename or 'a file without a name'!r}")
+    return suffix
 
 
 def upload_id(filename: str | None) -> str:
     return image_stem(Path(filename or "scan").name).removesuffix("_0000")
 
-
-def now() -> int:
-    return int(time.time())

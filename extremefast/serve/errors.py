@@ -1,7 +1,7 @@
 """The server's refusals, as toolkit errors; the app's one exception handler maps each to its status."""
 from __future__ import annotations
 
-from ..errors import DataError, ExtremefastError, InputError
+from ..errors import ExtremefastError, InputError
 
 
 class NotFound(InputError):
@@ -12,20 +12,24 @@ class Conflict(InputError):
     """The request collides with the server's state: a run is going, an id exists (409)."""
 
 
+class Unauthorized(InputError):
+    """A wrong token (401)."""
+
+
 class TooLarge(InputError):
     """An upload over the size limit (413)."""
 
 
 def status_code(exc: ExtremefastError) -> int:
-    """The HTTP status of a toolkit error: 404, 409, 413, else 400."""
+    """The HTTP status of a toolkit error: 401, 404, 409, 413, else 400."""
+    if isinstance(exc, Unauthorized):
+        return 401
     if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, Conflict):
         return 409
     if isinstance(exc, TooLarge):
         return 413
-    if isinstance(exc, (InputError, DataError)):
-        return 400
     return 400
 
 

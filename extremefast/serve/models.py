@@ -13,7 +13,6 @@ threads at once.
 """
 from __future__ import annotations
 
-import gzip
 import threading
 import time
 from dataclasses import dataclass
@@ -34,20 +33,27 @@ _COMPUTE = threading.Lock()
 
 
 def parse_points(values) -> np.ndarray:
-    """Clicks as sent (a list of ``[i, j, k]``) -> (n, 3) float64, or a one-line refusal."""
+    """Clicks as sent (a list of ``[i, j, k]`` numbers) -> (n, 3) float64, or a one-line refusal."""
     if values is None:
         return np.zeros((0, 3))
-    if not isinstance(values, (list, tuple)):
+    if not isinstance(values, (list, tuple)) or not all(isinstance(p, (list, tuple)) for p in values):
         raise InputError("foreground must be a list of [i, j, k] voxel indices")
-    try:
-        pts = np.asarray(values, dtype=np.float64).reshape(len(values), -1) if values else np.zeros((0, 3))
-    except (TypeError, ValueError):
-        raise InputError("foreground must be a list of [i, j, k] voxel indices (numbers)") from None
-    if pts.ndim != 2 or pts.shape[1] != 3:
+    if any(len(p) != 3 for p in values):
         raise InputError("each foreground point must be three voxel indices [i, j, k]")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for p in values for v in p):
+        raise InputError("foreground points must be numbers [i, j, k]")
+    pts = np.asarray(values, dtype=np.float64).reshape(len(values), 3)
     if not np.all(np.isfinite(pts)):
         raise InputError("foreground points hold NaN or Inf")
     return pts
+
+
+def six_points(values, scan: Scan) -> np.ndarray:
+    """Exactly six clicks inside ``scan`` as voxel indices of its file (a one-line refusal otherwise)."""
+    pts = parse_points(values)
+    if len(pts) != NEEDED:
+        raise InputError(f"needs exactly six extreme points, got {len(pts)}")
+    return check_inside(pts, scan)
 
 
 def check_inside(points: np.ndarray, scan: Scan) -> np.ndarray:
@@ -137,7 +143,7 @@ def infer(model, scan: Scan, raw_points, labels: dict) -> Result:
     t0 = time.perf_counter()
     pts = parse_points(raw_points)
     n = len(pts)
-    params = {"model": model.name, "label_names": dict(labels), "points": n, "needed": NEEDED}
+    params = {"model": model.name, "label_names": dict(labels), "points": n, "needed": NEEDED, "seconds": {}}
     if n > NEEDED:
         raise InputError(f"needs exactly six extreme points, got {n}")
     file_pts = check_inside(pts, scan)
@@ -159,28 +165,12 @@ def infer(model, scan: Scan, raw_points, labels: dict) -> Result:
     params.update(complete=True, clicks=file_pts.tolist(), voxels=voxels,
                   volume_ml=voxels * float(np.prod(scan.volume.spacing)) / 1000.0,
                   message=f"mask from {NEEDED} extreme points" if voxels else
-                  f"the {NEEDED} extreme points gave an empty mask; check that they lie on the organ's edge",
-                  seconds={"prepare": t1 - t0, "wait": t_lock - t1, "infer": t2 - t_lock})
+                  f"the {NEEDED} extreme points gave an empty mask; check that they lie on the organ's edge")
+    params["seconds"].update(prepare=t1 - t0, wait=t_lock - t1, infer=t2 - t_lock)
     return Result(mask, scan.file_affine, params, mask_oriented)
-
-
-def encode_nifti(mask: np.ndarray, affine: np.ndarray, dtype=np.uint8) -> bytes:
-    """A mask as ``.nii.gz`` bytes (as :func:`~extremefast.nifti.save_nifti` writes it; gzip level 1: the
-    masks are mostly zeros, and the time is the annotator's)."""
-    import nibabel as nib
-
-    img = nib.Nifti1Image(np.asarray(mask, dtype=dtype), np.asarray(affine, dtype=np.float64))
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    return gzip.compress(img.to_bytes(), compresslevel=1)
 
 
 def unknown_model(name: str, available) -> NotFound:
     if name == MODEL:
         return NotFound(f"{MODEL} is not available yet: no training run has finished (POST /train/)")
     return NotFound(f"unknown model {name!r}; available: {', '.join(available)}")
-
-
-def encode_nifti_float(array: np.ndarray, affine: np.ndarray) -> bytes:
-    """A scan as ``.nii.gz`` bytes (float32)."""
-    return encode_nifti(array, affine, np.float32)

@@ -54,6 +54,20 @@ def parse_rows(log_text: str) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
+def _mean(score) -> float | None:
+    return score.get("mean") if score and score.get("n") else None
+
+
+def _summary(summary: dict) -> tuple[list[dict], dict]:
+    """The per-round rows and the result of a finished run's ``summary.json``."""
+    rows = [{"round": r["round"], "pseudo_label_dice": _mean(r.get("pseudo_label_dice")),
+             "val_dice": _mean(r.get("val_dice")), "val_dice_with_walker": _mean(r.get("val_dice_with_walker")),
+             "label_change": r.get("label_change"), "seconds": r.get("seconds")} for r in summary.get("rounds", [])]
+    result = {"best_round": summary.get("best_round"), "final_val_dice": summary.get("final_val_dice"),
+              "final_val_dice_with_walker": summary.get("final_val_dice_with_walker"), "model": "extreme_points_model"}
+    return rows, result
+
+
 def _alive(pid: int | None, run_dir: Path) -> bool:
     """Whether ``pid`` is still this run's process (not a reused pid)."""
     if not pid:
@@ -134,35 +148,25 @@ class TrainingRuns:
         return None
 
     def task(self, run_dir: Path) -> dict:
-        """The run as ``GET /train/`` reports it."""
+        """The run as ``GET /train/`` reports it (with the fields 3D Slicer's progress bars read)."""
         rec = self._read(run_dir)
         log = run_dir / "train.log"
         text = log.read_text(errors="replace") if log.exists() else ""
-        lines = [line for line in text.splitlines() if line.strip()]
-        rows = parse_rows(text)
-        result = None
+        rows, result = parse_rows(text), None
         if rec["status"] == "DONE" and (run_dir / "summary.json").exists():
             try:
-                summary = read_json(run_dir / "summary.json")
-                result = {"best_round": summary.get("best_round"), "final_val_dice": summary.get("final_val_dice"),
-                          "final_val_dice_with_walker": summary.get("final_val_dice_with_walker"),
-                          "model": "extreme_points_model"}
-                rows = [{"round": r["round"],
-                         "pseudo_label_dice": (r.get("pseudo_label_dice") or {}).get("mean")
-                         if (r.get("pseudo_label_dice") or {}).get("n") else None,
-                         "val_dice": (r.get("val_dice") or {}).get("mean") if (r.get("val_dice") or {}).get("n") else None,
-                         "val_dice_with_walker": (r.get("val_dice_with_walker") or {}).get("mean")
-                         if (r.get("val_dice_with_walker") or {}).get("n") else None,
-                         "label_change": r.get("label_change"), "seconds": r.get("seconds")}
-                        for r in summary.get("rounds", [])]
+                rows, result = _summary(read_json(run_dir / "summary.json"))
             except DataError:
                 pass
+        done = rows[-1]["round"] if rows else 0  # round 0 trains on the first pseudo labels; then 1..rounds
+        best = max((r["val_dice"] for r in rows if r["val_dice"] is not None), default=None)
         return {"id": run_dir.name, "name": "train", "status": rec["status"], "request": rec.get("request", {}),
                 "start_ts": rec.get("start_ts"), "end_ts": rec.get("end_ts"), "pid": rec.get("pid"),
                 "reason": rec.get("reason"), "resumable": rec["status"] in ("STOPPED", "ERROR") and
                 (run_dir / "state.pt").exists(),
                 "progress": {"round": rows[-1]["round"] if rows else None, "rounds": rec.get("rounds"), "rows": rows},
-                "details": lines[-30:], "result": result}
+                "epoch": done, "total_epochs": rec.get("rounds") or max(done, 1), "best_metric": best or 0.0,
+                "details": [line for line in text.splitlines() if line.strip()][-30:], "result": result}
 
     def status(self, all: bool = False, check_if_running: bool = False):
         self.poll()
@@ -229,7 +233,10 @@ class TrainingRuns:
                str(run_dir / "points"), "--out", str(run_dir), "--label", str(self.ds.organ_value)]
         for key, option in TRAIN_OPTIONS.items():
             if key in request:
-                cmd += [option, str(request[key])]
+                value = request[key]  # also read back from run.json on a restart: plain values only
+                if not isinstance(value, (int, float, str)) or not re.fullmatch(r"-?[0-9.]+|[A-Za-z0-9_.]+", str(value)):
+                    raise InputError(f"training option {key}={value!r} is not a plain number or name")
+                cmd += [option, str(value)]
         if "refresh_with_walker" in request:
             cmd.append("--refresh-with-walker" if request["refresh_with_walker"] else "--paper-refresh")
         if resume:
@@ -376,8 +383,13 @@ class TrainingRuns:
                 self._write(run_dir, rec)
                 continue
             log(f"training run {run_dir.name} was interrupted; resuming it")
-            self._launch(run_dir, rec.get("request", {}), resume=True,
-                         reason="resumed after the server restarted")
+            try:
+                self._launch(run_dir, rec.get("request", {}), resume=True,
+                             reason="resumed after the server restarted")
+            except InputError as exc:
+                rec.update(status="ERROR", resume_on_start=False, reason=f"cannot be resumed: {exc}")
+                self._write(run_dir, rec)
+                log(f"training run {run_dir.name}: {rec['reason']}")
 
     def shutdown(self) -> None:
         """At server exit: stop the run this server started; the next server resumes it."""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 
 from fastapi import Request, Response
@@ -69,4 +68,4 @@ def media_type(name: str) -> str:
     return "application/gzip" if name.endswith(".gz") else "application/octet-stream"
 
 
-__all__ = ["get_server", "parse_params", "copy_upload", "multipart", "file_response", "media_type", "shutil"]
+__all__ = ["get_server", "parse_params", "copy_upload", "multipart", "file_response", "media_type"]

@@ -14,6 +14,6 @@ def next_sample(strategy: str, params: Optional[dict] = Body(None), server=Depen
     image_id = ds.next_case(strategy)
     if image_id is None:
         return {}
-    record = ds.record(image_id)
-    case = ds.case(image_id)
-    return {**record, "path": str(case.image_path), "ts": int(case.image_path.stat().st_mtime), "strategy": strategy}
+    path = ds.case(image_id).image_path  # Slicer opens it where it exists on its machine, else downloads "name"
+    return {**ds.record(image_id), "path": str(path) if path.is_file() else None, "ts": int(path.stat().st_mtime),
+            "strategy": strategy}

@@ -6,14 +6,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 from fastapi import APIRouter, Body, Depends, File, Form, Response, UploadFile
 from pydantic import BaseModel, ConfigDict
 
 from ...errors import InputError
-from ..datastore import check_id, upload_id, upload_suffix
+from ..datastore import LABEL_UPLOADS, check_id, upload_id, upload_suffix
 from ..errors import NotFound
-from ..models import WALKER, check_inside, infer as run_infer, parse_points
+from ..models import WALKER, six_points
 from ._deps import copy_upload, file_response, get_server, media_type, parse_params
 
 router = APIRouter(prefix="/datastore", tags=["Datastore"])
@@ -79,15 +78,8 @@ def check_image(image: str, server=Depends(get_server)):
 
 @router.get("/image")
 def download_image(image: str, server=Depends(get_server)):
-    case = server.datastore.case(image)
-    path = case.image_path
-    if path.is_dir():  # a DICOM series: the scan as NIfTI
-        from ..models import encode_nifti_float
-
-        scan = server.datastore.scan(image)
-        data = encode_nifti_float(scan.to_file_grid(scan.volume.array), scan.file_affine)
-        return file_response(data, f"{image}.nii.gz", "application/gzip")
-    return file_response(path.read_bytes(), path.name, media_type(path.name))
+    data, name = server.datastore.image_file(image)
+    return file_response(data, name, media_type(name))
 
 
 def _check_tag(tag: Optional[str]) -> None:
@@ -98,11 +90,8 @@ def _check_tag(tag: Optional[str]) -> None:
 @router.get("/label")
 def download_label(label: str, tag: str = "final", server=Depends(get_server)):
     _check_tag(tag)
-    ds = server.datastore
-    if not ds.has_mask(label):
-        raise NotFound(f"{label} has no accepted mask")
-    path = ds.case(label).label_path
-    return file_response(path.read_bytes(), path.name, media_type(path.name))
+    data, name = server.datastore.label_file(label)
+    return file_response(data, name, media_type(name))
 
 
 @router.head("/label")
@@ -120,7 +109,7 @@ def save_label(image: str, tag: str = "final", params: str = Form("{}"), label: 
     parse_params(params)
     ds = server.datastore
     ds.case(image)
-    suffix = upload_suffix(label.filename) or ".nii.gz"
+    suffix = upload_suffix(label.filename, LABEL_UPLOADS, default=".nii.gz")
     with tempfile.TemporaryDirectory(dir=ds.state_dir) as tmpdir:
         tmp = Path(tmpdir) / f"label{suffix}"
         copy_upload(label, tmp, server.max_upload_bytes)
@@ -152,11 +141,7 @@ def get_clicks(image: str, server=Depends(get_server)):
 @router.put("/clicks")
 def put_clicks(image: str, body: ClicksBody, server=Depends(get_server)):
     ds = server.datastore
-    scan = ds.scan(image)
-    pts = parse_points(body.clicks)
-    if len(pts) != 6:
-        raise InputError(f"needs exactly six extreme points, got {len(pts)}")
-    ds.save_clicks(image, check_inside(pts, scan))
+    ds.save_clicks(image, six_points(body.clicks, ds.scan(image)))
     return _clicks(server, image)
 
 
@@ -169,30 +154,7 @@ def delete_clicks(image: str, server=Depends(get_server)):
 @router.post("/accept")
 def accept(image: str, body: Optional[AcceptBody] = Body(None), server=Depends(get_server)):
     body = body or AcceptBody()
-    ds = server.datastore
-    model = server.get_model(body.model)
-    scan = ds.scan(image)
-    if body.clicks is not None:
-        pts = parse_points(body.clicks)
-    else:
-        saved = ds.read_clicks(image)
-        if saved is None:
-            raise InputError(f"{image} has no saved clicks; place six first")
-        pts = saved.astype(np.float64)
-    if len(pts) != 6:
-        raise InputError(f"needs exactly six extreme points, got {len(pts)}")
-    file_pts = check_inside(pts, scan)
-    cached = server.last_results.get(image)
-    if cached is not None and cached[1] == model.name and np.array_equal(np.sort(cached[0], axis=0),
-                                                                       np.sort(file_pts, axis=0)):
-        mask = cached[2]
-    else:
-        mask = run_infer(model, scan, file_pts.tolist(), ds.labels).mask_oriented
-    if body.clicks is not None:
-        ds.save_clicks(image, file_pts)
-    path = ds.save_mask(image, mask)
-    return {"image": image, "label": image, "file": path.name, "status": "accepted", "voxels": int(mask.sum()),
-            "model": model.name}
+    return server.accept(image, body.model, body.clicks)
 
 
 @router.get("/masks.zip")

@@ -24,8 +24,8 @@ def index(server=Depends(get_server)):
 @router.get("/static/{path:path}", include_in_schema=False)
 def static(path: str, server=Depends(get_server)):
     root = server.static_dir.resolve()
-    target = (root / path).resolve()
-    if root not in target.parents or not target.is_file():
+    target = (root / path.replace("\0", "")).resolve()
+    if "\0" in path or root not in target.parents or not target.is_file():
         raise NotFound(f"no page file {path!r}" if root.is_dir() else _BUILD)
     media = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     if target.suffix in (".js", ".mjs"):

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, File, UploadFile
 
 from ...errors import InputError
-from ..datastore import check_scan, upload_id, upload_suffix
+from ..datastore import check_scan, safe_name, upload_id, upload_suffix
 from ._deps import copy_upload, get_server
 
 router = APIRouter(prefix="/session", tags=["Session"])
@@ -21,13 +21,11 @@ def create_session(expiry: int = 0, uncompress: bool = False, files: list[Upload
         raise InputError(f"a session holds one scan file, got {len(files)} files")
     upload = files[0]
     suffix = upload_suffix(upload.filename)
-    if suffix not in (".nii.gz", ".nii", ".nrrd", ".mha"):
-        raise InputError(f"upload a scan as .nii.gz, .nii, .nrrd or .mha, not {upload.filename!r}")
     folder = Path(tempfile.mkdtemp(prefix="session-", dir=server.datastore.state_dir))
     try:
         path = folder / f"scan{suffix}"
         copy_upload(upload, path, server.max_upload_bytes)
-        name = upload_id(upload.filename)
+        name = safe_name(upload_id(upload.filename))  # it names the masks sent back
         scan = check_scan(path, name)
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # the scan lives in memory for the session
