@@ -473,6 +473,29 @@ def test_uploads_that_name_other_files_are_refused(tiny):
         stop()
 
 
+def test_an_upload_declaring_too_many_voxels_is_refused_before_it_is_read(tiny):
+    """A few hundred bytes of gzip can declare a volume that fills the memory: the header's size is
+    checked before any voxel is read."""
+    import gzip
+
+    import nibabel as nib
+
+    header = nib.Nifti1Header()
+    header.set_data_shape((4096, 4096, 4096))
+    header.set_data_dtype(np.uint8)
+    bomb = gzip.compress(header.binaryblock + b"\0" * 4 + b"\0" * (1 << 20))  # 1 MB of the declared 64 GB
+    url, stop = start_server(tiny, warm=False)
+    try:
+        before = snapshot(tiny)
+        for call in (lambda: requests.put(f"{url}/datastore/image?image=x", files={"file": ("x.nii.gz", bomb)}),
+                     lambda: requests.put(f"{url}/session/", files={"files": ("x.nii.gz", bomb)})):
+            r = call()
+            assert r.status_code == 400 and "68,719,476,736 voxels" in _detail(r), r.text
+        assert snapshot(tiny) == before
+    finally:
+        stop()
+
+
 def test_the_door_size_origin_host_and_slicer_login(tiny, tmp_path):
     """Bodies over the limit stop while they stream; cross-origin writes and foreign Host names are refused;
     with a token, 3D Slicer logs in through MONAI Label's /auth/ calls (password = the token)."""

@@ -435,9 +435,8 @@ def serve(
     device: DeviceOpt = Device.cpu,
 ):
     """Serve the collection to 3D Slicer (MONAI Label's protocol) and a browser page: six clicks -> a mask."""
-    from extremefast.serve.cli_support import check_bind, run_server
+    from extremefast.serve.cli_support import run_server
 
-    check_bind(host, token)
     run_server(data, host=host, port=port, token=token, max_upload_mb=max_upload_mb, device=device.value,
                announce=lambda url: console.print(f"extremefast serve: {url}  (data: {data})", highlight=False))
 

@@ -83,12 +83,41 @@ def detached_data(path) -> str | None:
     return None
 
 
+# The most voxels an upload may declare (512 x 512 x 2048, 2 GB as float32): a small compressed
+# file can declare far more, and its voxels would fill the memory when it is read.
+MAX_UPLOAD_VOXELS = 2 ** 29
+
+
+def header_voxels(path) -> int | None:
+    """How many voxels a scan file's header declares, read without its voxels (None: the header is
+    not readable; the full read then says why)."""
+    path = Path(path)
+    try:
+        if path.name.lower().endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            return int(np.prod(nib.load(str(path)).shape, dtype=np.int64))
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        return int(np.prod(reader.GetSize(), dtype=np.int64))
+    except Exception:  # noqa: BLE001 - any unreadable header: left to the reader's own one-line error
+        return None
+
+
 def check_upload(path, name: str) -> None:
-    """Refuse an upload whose header sends its reader to another file (one line)."""
+    """Refuse an upload whose header sends its reader to another file, or declares more voxels
+    than :data:`MAX_UPLOAD_VOXELS` (one line)."""
     other = detached_data(path)
     if other is not None:
         raise InputError(f"{name}: the file's header takes the voxels from another file ({other!r}); upload a "
                          "file that holds them (.nii.gz, or .nrrd/.mha without a data file)")
+    voxels = header_voxels(path)
+    if voxels is not None and voxels > MAX_UPLOAD_VOXELS:
+        raise InputError(f"{name}: the file declares {voxels:,} voxels, more than the {MAX_UPLOAD_VOXELS:,} a scan "
+                         "may have here; crop or resample it first")
 
 
 def encode_nifti(array: np.ndarray, affine: np.ndarray, dtype=np.uint8) -> bytes:
