@@ -347,9 +347,9 @@ def test_refresh_with_walker_averages_the_refreshed_label_and_round_zero(phantom
 
 
 def test_paper_refresh_switches_the_averaged_refresh_off(phantoms, tmp_path, cli):
-    from extremefast.cli.main import _train_config
+    from extremefast.model import config_from_options
 
-    assert _train_config("f", None, None, None, None, None, None, "cpu", 0, None).refresh_with_walker is True
+    assert config_from_options("f", device="cpu").refresh_with_walker is True
     code, out, err = cli("train", "--data", phantoms, "--organ", "spleen", "--out", tmp_path / "run", "--rounds", "1",
                          "--epochs", "1", "--crop-size", "32", "--batch-size", "2", "--device", "cpu", "--paper-refresh")
     assert code == 0, err
@@ -359,11 +359,11 @@ def test_paper_refresh_switches_the_averaged_refresh_off(phantoms, tmp_path, cli
 
 
 def test_pad_fraction_option_and_the_cpu_default():
-    from extremefast.cli.main import _train_config
+    from extremefast.model import config_from_options
 
-    defaults = _train_config("f", None, None, None, None, None, None, "cpu", 0, None)
+    defaults = config_from_options("f", device="cpu")
     assert defaults.pad_fraction == 0.2  # CPU sizes: the margin in proportion to the clicks' box
-    args = ("f", None, None, None, None, None, None, "cpu", 0, None, False, None, None)
-    assert _train_config(*args, 0.3).pad_fraction == 0.3
-    assert _train_config(*args, 0.0).pad_fraction is None  # --pad-fraction 0: the paper's 20 mm
-    assert defaults.fold == 0 and _train_config(*args, None, 2).fold == 2
+    assert config_from_options("f", device="cpu", pad_fraction=0.3).pad_fraction == 0.3
+    assert config_from_options("f", device="cpu", pad_fraction=0.0).pad_fraction is None  # 0: the paper's 20 mm
+    assert defaults.fold == 0 and config_from_options("f", device="cpu", fold=2).fold == 2
+    assert config_from_options("f", device="cpu", rounds=None, crop_size=40).crop_size == 40

@@ -190,26 +190,6 @@ def pseudo_label(
         raise ExtremefastError(f"no pseudo label was made ({len(skipped)} case(s) skipped: {reasons})")
 
 
-def _train_config(variant, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed, point_loss_weight,
-                  select_on_masks=False, max_cases=None, refresh_with_walker=None, pad_fraction=None, fold=0):
-    import torch
-
-    from extremefast.model import default_config
-
-    cuda = device != "cpu" and torch.cuda.is_available()
-    config = default_config(variant, cuda=cuda, seed=seed, fold=fold)
-    overrides = {k: v for k, v in dict(rounds=rounds, epochs_per_round=epochs, crop_size=crop_size,
-                                       batch_size=batch_size, amp=amp, compile=compile_,
-                                       point_loss_weight=point_loss_weight, max_cases=max_cases,
-                                       refresh_with_walker=refresh_with_walker).items()
-                 if v is not None}
-    if select_on_masks:
-        overrides["selection"] = "masks"
-    if pad_fraction is not None:
-        overrides["pad_fraction"] = pad_fraction or None  # 0: the fixed margin, pad_mm
-    return config.with_(**overrides)
-
-
 RoundsOpt = Annotated[Optional[int], typer.Option("--rounds", min=1, help="Most rounds of train + refresh (the paper: 20).")]
 EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs per round.")]
 CropOpt = Annotated[Optional[int], typer.Option("--crop-size", min=16, help="Network crop edge in voxels (the paper: 128).")]
@@ -261,13 +241,16 @@ def train(
     """The iterative weakly supervised scheme: random-walker init, then rounds of training and refresh."""
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from extremefast.model import describe_sizes
+    from extremefast.model import config_from_options, describe_sizes
     from extremefast.train.run import train_distributed
     from extremefast.train.run import train as run_train
 
     device = device.value
-    config = _train_config(variant.value, rounds, epochs, crop_size, batch_size, amp, compile_, device, seed,
-                           point_loss_weight, select_on_masks, train_cases, refresh_with_walker, pad_fraction, fold)
+    config = config_from_options(variant.value, device=device, rounds=rounds, epochs_per_round=epochs,
+                                 crop_size=crop_size, batch_size=batch_size, amp=amp, compile=compile_, seed=seed,
+                                 point_loss_weight=point_loss_weight, select_on_masks=select_on_masks,
+                                 max_cases=train_cases, refresh_with_walker=refresh_with_walker,
+                                 pad_fraction=pad_fraction, fold=fold)
     console.print(f"settings: {describe_sizes(config)}", highlight=False)
     kwargs = dict(data=data, label=label, organ=organ, out=out, config=config, data_root=data_root, device=device,
                   resume=resume, points=points)
@@ -316,12 +299,17 @@ def ablation(
     fold: FoldOpt = 0,
 ):
     """Run several variants on the same data and write the paper's Table 1 for them."""
+    from extremefast.model import config_from_options
     from extremefast.train.ablation import run_ablation
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
-    table = run_ablation(names, out, lambda v: _train_config(v, rounds, epochs, crop_size, batch_size, None, None,
-                                                             device.value, seed, None, select_on_masks,
-                                                             train_cases, refresh_with_walker, pad_fraction, fold),
+    def config(v):
+        return config_from_options(v, device=device.value, rounds=rounds, epochs_per_round=epochs, crop_size=crop_size,
+                                   batch_size=batch_size, seed=seed, select_on_masks=select_on_masks,
+                                   max_cases=train_cases, refresh_with_walker=refresh_with_walker,
+                                   pad_fraction=pad_fraction, fold=fold)
+
+    table = run_ablation(names, out, config,
                          data=data, label=label, organ=organ, data_root=data_root, device=device.value,
                          log=console.print,
                          points=points, resume=resume)

@@ -219,6 +219,44 @@ def default_config(variant: str = "f", *, cuda: bool, **settings) -> TrainConfig
     return config if cuda else cpu_defaults(config)
 
 
+def config_from_options(variant: str = "f", *, device: str = "auto", seed: int = 0, fold: int = 0,
+                        select_on_masks: bool = False, pad_fraction: float | None = None,
+                        **options) -> TrainConfig:
+    """The configuration of a run from what a user chose (the command line's options): the
+    defaults of the run's device (:func:`default_config`), with each option given replacing its
+    field.
+
+    Parameters
+    ----------
+    variant : str
+    device : {"auto", "cpu", "cuda"}
+        The paper's sizes where the run has a GPU ("auto" or "cuda" with one visible), the
+        CPU sizes otherwise.
+    seed, fold : int
+    select_on_masks : bool
+        Keep the round the validation masks prefer (selection "masks").
+    pad_fraction : float, optional
+        The network's crop margin as a fraction of the clicks' box; 0 means the paper's fixed
+        margin (``pad_mm`` on every side).
+    **options
+        Other :class:`TrainConfig` fields (``rounds``, ``epochs_per_round``, ``crop_size``, ...);
+        None leaves the default.
+
+    Returns
+    -------
+    TrainConfig
+    """
+    import torch
+
+    cuda = device != "cpu" and torch.cuda.is_available()
+    overrides = {k: v for k, v in options.items() if v is not None}
+    if select_on_masks:
+        overrides["selection"] = "masks"
+    if pad_fraction is not None:
+        overrides["pad_fraction"] = pad_fraction or None  # 0: the fixed margin, pad_mm
+    return default_config(variant, cuda=cuda, seed=seed, fold=fold).with_(**overrides)
+
+
 def cpu_defaults(config: TrainConfig) -> TrainConfig:
     """Sizes for a 2-core CPU: small crops, a few short rounds (the phantoms in 3 minutes,
     ct_sarcoma's 19 training cases in 4).
