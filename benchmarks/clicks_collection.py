@@ -23,7 +23,7 @@ from extremefast.data.points import write_points
 from extremefast.imageio import in_file_grid, save_image
 from extremefast.nifti import ensure_output_folder
 from extremefast.pseudo import extreme_points
-from extremefast.pseudo.extreme_points import simulate_clicks
+from extremefast.pseudo.clicks import simulate_clicks
 
 
 def make_collection(data, label: int, scans, clicks, noise_mm: float = 2.0, seed: int = 0,

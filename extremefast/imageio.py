@@ -1,12 +1,13 @@
 """Scans and masks in the formats annotators' tools write, with their geometry kept exactly.
 
-Read and written here: NIfTI (``.nii``, ``.nii.gz``, through nibabel as before), NRRD
-(``.nrrd``, ``.nhdr``; 3D Slicer's default, and its ``.seg.nrrd`` segmentations), MetaImage
-(``.mha``, ``.mhd``) and, for reading, a DICOM series given as a folder. Every format but
-NIfTI goes through SimpleITK: one well-kept library (ITK's readers, as 3D Slicer uses them)
-that reads all of them with the same geometry rules, sorts DICOM slices by position and
-applies the rescale to Hounsfield units. NIfTI keeps nibabel, whose sform/qform rules the
-project has used from the start.
+Read and written here: NIfTI (``.nii``, ``.nii.gz``, through nibabel), NRRD (``.nrrd``,
+``.nhdr``; 3D Slicer's default, and its ``.seg.nrrd`` segmentations), MetaImage (``.mha``,
+``.mhd``) and, for reading, a DICOM series given as a folder (:data:`FORMATS` lists the file
+formats). NIfTI goes through nibabel, whose sform/qform rules decide its geometry; every other
+format through SimpleITK, one library (ITK's readers, as 3D Slicer uses them) that reads all of
+them with the same geometry rules, sorts DICOM slices by position and applies the rescale to
+Hounsfield units. SimpleITK is imported on first use, once, with ITK's console warnings turned
+off then (its errors still raise, reported as one line naming the file).
 
 Geometry: every :class:`~extremefast.nifti.Volume` carries a voxel-to-world affine in RAS mm,
 whatever the file stores (ITK and DICOM store LPS: x and y are negated on the way in and out).
@@ -14,37 +15,50 @@ Arrays are in the file's voxel order (i, j, k), i.e. ITK's (x, y, z).
 
 Orientation: :func:`load_image` with ``oriented=True`` permutes and flips the axes to the
 order closest to LPS (DICOM's axial order), so the same scan read from NIfTI, NRRD or DICOM
-gives the same array and the computations on it the same answer; :meth:`Volume.in_file_grid`
+gives the same array and the computations on it the same answer; :func:`in_file_grid`
 turns a result back into the file's voxel order for writing.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_write
 from .errors import DataError, InputError
-from .nifti import Volume, ensure_output_folder, load_nifti, save_nifti, voxel_spacing
+from .nifti import NIFTI_SUFFIXES, Volume, ensure_output_folder, load_nifti, save_nifti, voxel_spacing
 
-__all__ = ["SUFFIXES", "load_image", "save_image", "list_images", "image_suffix", "image_stem", "is_dicom_folder",
-           "orient", "in_file_grid", "file_affine", "itk_geometry", "ras_affine", "write_dicom_series"]
+__all__ = ["FORMATS", "SUFFIXES", "load_image", "save_image", "list_images", "image_suffix", "image_stem",
+           "is_dicom_folder", "orient", "in_file_grid", "file_affine", "itk_geometry", "ras_affine",
+           "write_dicom_series"]
 
-# longest first, so that ".seg.nrrd" wins over ".nrrd" and ".nii.gz" over ".gz"
-SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-FORMAT_NAMES = {".seg.nrrd": "3D Slicer segmentation (NRRD)", ".nii.gz": "NIfTI", ".nii": "NIfTI",
-                ".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}
+# The image file formats, in one place: suffix -> name, each read and written (a DICOM series, a
+# folder, is read only). ".seg.nrrd" comes before ".nrrd", so that a segmentation is known as one.
+FORMATS = {**dict.fromkeys(NIFTI_SUFFIXES, "NIfTI"), ".seg.nrrd": "3D Slicer segmentation (NRRD)",
+           ".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}
+SUFFIXES = tuple(FORMATS)
 _LPS = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS (its own inverse)
 _ORIENTED = ("L", "P", "S")  # the voxel order of an axial DICOM series
 
 
+@functools.cache
 def _sitk():
-    """SimpleITK, with ITK's console warnings off (its errors still raise; they are reported
-    as one line naming the file)."""
+    """SimpleITK, imported on first use (it is slow to import and NIfTI does not need it), with
+    ITK's console warnings turned off once: its errors still raise, and are reported as one line
+    naming the file."""
     import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     return sitk
+
+
+def _format_list() -> str:
+    """'NIfTI (.nii.gz, .nii), ...': the formats by name with their suffixes, for error messages."""
+    by_name: dict[str, list[str]] = {}
+    for suffix, name in FORMATS.items():
+        by_name.setdefault(name.split(" (")[0], []).append(suffix)
+    return ", ".join(f"{name} ({', '.join(group)})" for name, group in by_name.items())
 
 
 def image_suffix(path) -> str | None:
@@ -93,7 +107,6 @@ def is_dicom_folder(path) -> bool:
     if not path.is_dir():
         return False
     sitk = _sitk()
-
     return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
 
 
@@ -148,13 +161,12 @@ def load_image(path, *, dtype=np.float32, check_finite: bool = False, oriented: 
     suffix = image_suffix(path)
     if path.is_dir():
         volume = _load_dicom_series(path)
-    elif suffix in (".nii", ".nii.gz"):
+    elif suffix in NIFTI_SUFFIXES:
         volume = load_nifti(path, dtype=None)
     elif suffix is not None:
         volume = _load_itk_file(path)
     else:
-        raise DataError(f"{path}: unknown image format; use NIfTI (.nii.gz), NRRD (.nrrd, .seg.nrrd), "
-                        "MetaImage (.mha, .mhd) or a folder holding one DICOM series")
+        raise DataError(f"{path}: unknown image format; use {_format_list()} or a folder holding one DICOM series")
     array = volume.array
     if dtype is not None:
         array = array.astype(dtype, copy=False)
@@ -191,11 +203,10 @@ def save_image(path, array, affine, *, dtype=None, segment_name: str | None = No
     path = Path(path)
     suffix = image_suffix(path)
     if suffix is None:
-        raise InputError(f"{path}: unknown output format; name it .nii.gz, .nrrd, .seg.nrrd, .mha or .mhd")
-    if suffix in (".nii", ".nii.gz"):
+        raise InputError(f"{path}: unknown output format; name it {', '.join(SUFFIXES)}")
+    if suffix in NIFTI_SUFFIXES:
         return save_nifti(path, array, affine, dtype=dtype)
     sitk = _sitk()
-
     array = np.asarray(array)
     if array.ndim != 3:
         raise InputError(f"save_image: array must be 3D, got shape {array.shape}")
@@ -341,7 +352,6 @@ def in_file_grid(volume: Volume, array: np.ndarray) -> tuple[np.ndarray, np.ndar
 # ---------------------------------------------------------------------------------- SimpleITK
 def _volume_from_itk(image, path: Path) -> Volume:
     sitk = _sitk()
-
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise DataError(f"{path}: {image.GetNumberOfComponentsPerPixel()} values per voxel (a colour or "
                         "vector image); expected one intensity per voxel")
@@ -363,20 +373,18 @@ def _volume_from_itk(image, path: Path) -> Volume:
 
 def _load_itk_file(path: Path) -> Volume:
     sitk = _sitk()
-
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise DataError(f"{path}: not a readable {FORMAT_NAMES[image_suffix(path)]} file "
+        raise DataError(f"{path}: not a readable {FORMATS[image_suffix(path)]} file "
                         f"(truncated or corrupt: {_itk_reason(exc)})") from None
     return _volume_from_itk(image, path)
 
 
 def _load_dicom_series(folder: Path) -> Volume:
     sitk = _sitk()
-
     ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not ids:
         raise DataError(f"{folder}: a folder given as a scan must hold one DICOM series; none found")
@@ -414,7 +422,6 @@ def _load_dicom_series(folder: Path) -> Volume:
 
 def _write_itk(image, target: Path, final: Path) -> Path:
     sitk = _sitk()
-
     try:
         sitk.WriteImage(image, str(target), useCompression=True)
     except RuntimeError as exc:
@@ -454,7 +461,6 @@ def write_dicom_series(folder, array, affine, *, modality: str = "CT") -> Path:
     Path
     """
     sitk = _sitk()
-
     array = np.asarray(array)
     if array.ndim != 3 or array.dtype.kind not in "iu":
         raise InputError(f"write_dicom_series: expected a 3D integer array, got {array.dtype} {array.shape}")

@@ -17,6 +17,8 @@ import numpy as np
 from .atomic import atomic_write
 from .errors import DataError, InputError
 
+NIFTI_SUFFIXES = (".nii.gz", ".nii")  # NIfTI's; ".nii.gz" first, so that a stem loses both parts
+
 
 @dataclass
 class Volume:
@@ -108,7 +110,7 @@ def save_nifti(path, array, affine, *, dtype=None) -> Path:
 def nifti_stem(path) -> str:
     """A NIfTI file's name without ``.nii.gz`` or ``.nii``."""
     name = Path(path).name
-    for suffix in (".nii.gz", ".nii"):
+    for suffix in NIFTI_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem

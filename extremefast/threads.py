@@ -8,10 +8,17 @@ threads as there are cores left by the other processes, and asks again before ev
 and every refresh (:class:`CpuShare`): a run started beside a busy process, or joined by one,
 follows it within an epoch; on the same machine alone it runs on every core.
 
-The other processes' use is read without pausing: the busy time of all cores in
-``/proc/stat`` minus this process's own CPU time, over the last stretch of work. OpenMP's own
-wait policy is left as it is (a short spin, then sleep): ``OMP_WAIT_POLICY=PASSIVE`` cost
-20-25 % alone and gains nothing once the thread count follows the neighbours.
+One count and one measure serve every caller. The cores are those this process may run on
+(:func:`cpu_count`: its affinity mask, as ``taskset`` or a container's ``--cpuset-cpus`` sets
+it). The other processes' use of them is read without pausing: the busy time of those cores
+in ``/proc/stat`` minus this process's own CPU time, over the last stretch of work
+(:class:`CpuMeter`); where there has been no stretch yet, over a short wait
+(:func:`free_cores`). Off Linux there is no ``/proc/stat``: the use is unknown and the count
+is every usable core. (psutil reads the same ``/proc/stat`` lines on Linux; it is not a
+dependency of the base install, which computes pseudo labels with these threads too.)
+OpenMP's own wait policy is left as it is (a short spin, then sleep):
+``OMP_WAIT_POLICY=PASSIVE`` cost 20-25 % alone and gains nothing once the thread count
+follows the neighbours.
 
 ``EXTREMEFAST_THREADS=N`` fixes the count; so do ``OMP_NUM_THREADS`` and ``NUMBA_NUM_THREADS``
 when set, as the user's word.
@@ -27,39 +34,73 @@ SAMPLE_SECONDS = 0.3
 HYSTERESIS = 0.6  # cores by which the free ones must differ from the thread count to change it
 
 
-def cpu_count() -> int:
-    """Cores this process may run on (its affinity mask where the OS has one)."""
+def usable_cores() -> set[int] | None:
+    """The ids of the cores this process may run on (its affinity mask); None where the OS
+    keeps no mask (macOS, Windows): then every core."""
     try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return os.sched_getaffinity(0)
+    except AttributeError:
+        return None
 
 
-def _cpu_times() -> tuple[float, float] | None:
-    """(idle, total) clock ticks of all cores from /proc/stat; None off Linux."""
+def cpu_count() -> int:
+    """How many cores this process may run on (:func:`usable_cores`)."""
+    cores = usable_cores()
+    return len(cores) if cores else (os.cpu_count() or 1)
+
+
+def _busy_seconds(cores: set[int] | None) -> float | None:
+    """CPU seconds that all processes together have spent on ``cores`` (None: every core)
+    since boot, from ``/proc/stat``; None off Linux."""
     try:
         with open("/proc/stat") as fh:
-            fields = fh.readline().split()[1:]
+            lines = fh.read().splitlines()
     except OSError:
         return None
-    values = [float(v) for v in fields[:8]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
-    return idle, sum(values)
+    ticks = 0.0
+    for line in lines:
+        name, *values = line.split()
+        if not name.startswith("cpu") or name == "cpu" or (cores is not None and int(name[3:]) not in cores):
+            continue
+        # user nice system idle iowait irq softirq steal: busy = all but idle and iowait
+        values = [float(v) for v in values[:8]]
+        ticks += sum(values) - values[3] - values[4]
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def idle_cores(seconds: float = SAMPLE_SECONDS) -> float | None:
-    """How many cores were idle over the next ``seconds`` (this process's own use counted as
-    busy; call it between steps). None where the OS does not say."""
-    start = _cpu_times()
-    if start is None:
-        return None
+class CpuMeter:
+    """How many of the usable cores the other processes keep busy: the busy time of those
+    cores minus this process's own CPU time, between two readings."""
+
+    def __init__(self):
+        self.cores = usable_cores()
+        self._mark = self._read()
+
+    def _read(self) -> tuple[float, float, float] | None:
+        """(wall clock, busy seconds of the usable cores, this process's CPU seconds)."""
+        busy = _busy_seconds(self.cores)
+        if busy is None:
+            return None
+        own = os.times()
+        return time.perf_counter(), busy, own.user + own.system
+
+    def others_busy(self) -> float | None:
+        """Cores the other processes kept busy since the last call (or since the meter was
+        made); None without ``/proc/stat`` or over less than 0.05 s."""
+        now, before = self._read(), self._mark
+        self._mark = now
+        if now is None or before is None or now[0] - before[0] < 0.05:
+            return None
+        return max(0.0, ((now[1] - before[1]) - (now[2] - before[2])) / (now[0] - before[0]))
+
+
+def free_cores(seconds: float = SAMPLE_SECONDS) -> float | None:
+    """The usable cores the other processes left free over the next ``seconds`` (this call
+    waits that long); None where the OS does not say."""
+    meter = CpuMeter()
     time.sleep(seconds)
-    end = _cpu_times()
-    total = end[1] - start[1]
-    if total <= 0:
-        return None
-    online = os.cpu_count() or 1
-    return max(0.0, (end[0] - start[0]) / total * online)
+    others = meter.others_busy()
+    return None if others is None else max(0.0, cpu_count() - others)
 
 
 def fixed_threads() -> tuple[int, str] | None:
@@ -71,17 +112,27 @@ def fixed_threads() -> tuple[int, str] | None:
     return None
 
 
+def threads_for(free: float, limit: int, current: int | None = None) -> int:
+    """The thread count for ``free`` cores: at least 1, at most ``limit``. With a ``current``
+    count, a margin against noise: it changes only when the free cores differ from it by at
+    least HYSTERESIS (alone, the readings between epochs wander by up to half a core; a busy
+    neighbour reads 0.7-1.0)."""
+    if current is not None and abs(free - current) < HYSTERESIS:
+        return current
+    return max(1, min(limit, int(free + 1.0 - HYSTERESIS)))
+
+
 def choose_threads(limit: int | None = None) -> tuple[int, str]:
-    """(threads, why): the user's fixed count, else the idle cores (rounded, at least 1), at
-    most ``limit`` (default: the cores this process may use)."""
+    """(threads, why): the user's fixed count, else the cores the other processes leave free
+    (:func:`free_cores`, :func:`threads_for`), at most ``limit`` (default: the usable cores)."""
     limit = max(1, limit or cpu_count())
     fixed = fixed_threads()
     if fixed is not None:
         return fixed[0], f"set by {fixed[1]}"
-    idle = idle_cores()
-    if idle is None:
-        return limit, "all cores (idle cores unknown on this OS)"
-    return max(1, min(limit, int(idle + 0.5))), f"{idle:.1f} of {os.cpu_count()} cores idle"
+    free = free_cores()
+    if free is None:
+        return limit, "all usable cores (the other processes' use is unknown on this OS)"
+    return threads_for(free, limit), f"{free:.1f} of {cpu_count()} usable cores free"
 
 
 def use_threads(n: int) -> None:
@@ -114,63 +165,39 @@ class CpuShare:
         self.limit = max(1, limit or cpu_count())
         self.log = log
         self.threads: int | None = None
-        self._mark = None
+        self.meter: CpuMeter | None = None
 
-    def _read(self):
-        times = _cpu_times()
-        if times is None:
-            return None
-        own = os.times()
-        return time.perf_counter(), times[1] - times[0], own.user + own.system
-
-    def others_busy(self) -> float | None:
-        """Cores the other processes kept busy since the last call (None: first call or no
-        /proc/stat)."""
-        now, before = self._read(), self._mark
-        self._mark = now
-        if now is None or before is None or now[0] - before[0] < 0.05:
-            return None
-        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        busy = (now[1] - before[1]) / ticks - (now[2] - before[2])
-        return max(0.0, busy / (now[0] - before[0]))
-
-    def _follow(self, others: float) -> int:
-        """The count for ``others`` busy cores, with a margin against noise: it changes only when
-        the free cores differ from the present count by at least HYSTERESIS (alone, the readings
-        between epochs wander by up to half a core; a busy neighbour reads 0.7-1.0)."""
-        free = (os.cpu_count() or 1) - others
-        current = self.threads or self.limit
-        if abs(free - current) < HYSTERESIS:
-            return current
-        return max(1, min(self.limit, int(free + 1.0 - HYSTERESIS)))
+    def _choose(self) -> tuple[int, str]:
+        fixed = fixed_threads()
+        if fixed is not None:
+            return fixed[0], f"set by {fixed[1]}"
+        if self.meter is None:  # no stretch of work yet: over a short wait
+            return choose_threads(self.limit)
+        others = self.meter.others_busy()
+        if others is None:
+            return self.threads or self.limit, "no new reading"
+        return (threads_for(cpu_count() - others, self.limit, self.threads or self.limit),
+                f"other processes kept {others:.1f} cores busy")
 
     def adapt(self) -> int:
         """Choose and apply (:func:`use_threads`) the count for what comes next."""
-        fixed = fixed_threads()
-        if fixed is not None:
-            n, why = fixed[0], f"set by {fixed[1]}"
-        else:
-            others = self.others_busy()
-            if others is None:
-                n, why = choose_threads(self.limit)
-            else:
-                n, why = self._follow(others), f"other processes kept {others:.1f} cores busy"
+        n, why = self._choose()
         if n != self.threads:
             use_threads(n)
             if self.log is not None and self.threads is not None:
                 self.log(f"CPU threads: {n} ({why})")
             self.threads = n
-            self._mark = self._read()  # the next interval starts with the new count
+            self.meter = CpuMeter()  # the next interval starts with the new count
         return n
 
 
 def thread_report() -> dict[str, str]:
     """What ``extremefast env`` says about threads."""
     fixed = fixed_threads()
-    idle = idle_cores()
+    free = free_cores()
     return {
         "CPU cores usable": str(cpu_count()),
-        "CPU cores idle now": "unknown" if idle is None else f"{idle:.1f}",
+        "CPU cores free now": "unknown" if free is None else f"{free:.1f}",
         "CPU threads": (f"{fixed[0]} (set by {fixed[1]})" if fixed else
                         f"the cores other processes leave, at least 1, checked before every epoch "
                         f"({THREADS_ENV}=N fixes it)"),

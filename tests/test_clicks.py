@@ -334,7 +334,7 @@ def test_pseudo_label_with_every_case_skipped_exits_1(small_synthetic, tmp_path,
 
 
 def test_notes_that_hold_for_many_cases_read_once():
-    from extremefast.pseudo.extreme_points import case_problems, summarise_case_notes
+    from extremefast.pseudo.clicks import case_problems, summarise_case_notes
 
     pts = np.array([[0, 5, 5], [9, 5, 5], [5, 1, 5], [5, 9, 5], [5, 5, 1], [5, 5, 8]])
     thick = {f"c{i}": case_problems(pts + 1, (12, 12, 12), (0.8, 0.8, 2.5 + 0.05 * i), None)[1]

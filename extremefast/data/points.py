@@ -122,7 +122,7 @@ def read_points(path, affine, shape, *, voxel_affine=None) -> np.ndarray:
     ``shape`` with ``affine``; a one-line error for anything malformed or outside.
 
     The clicks may come in any order: they are paired into opposite extreme points per
-    axis (:func:`~extremefast.pseudo.extreme_points.arrange_clicks`).
+    axis (:func:`~extremefast.data.points.arrange_clicks`).
 
     ``voxel_affine``: the affine of the grid that voxel-space files index, where it is not
     ``affine`` (the file's own grid, for an image read with its axes reoriented).

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..errors import BackendUnavailable, InputError
 from ..nn import SegResNet
-from ..pseudo.point_channel import gaussian_points
+from ..pseudo.gaussians import gaussian_points
 from ..pseudo.roi import Box, clip_to_clicks, paste_back, roi_box
 from .config import TrainConfig
 
@@ -188,7 +188,7 @@ def crop_volumes(volumes: torch.Tensor, box: Box) -> torch.Tensor:
 
 
 def point_channel_torch(points_crop: torch.Tensor, size, sigma: float) -> torch.Tensor:
-    """The point channel (:func:`~extremefast.pseudo.point_channel.gaussian_points`) on the
+    """The point channel (:func:`~extremefast.pseudo.gaussians.gaussian_points`) on the
     points' device: (6, 3) crop-space points -> (S0, S1, S2) float32."""
     return gaussian_points(_TorchArrays(points_crop.device), points_crop, size, [float(sigma)] * 3, torch.float32)
 

@@ -1,8 +1,8 @@
 """Paper steps 1-2: clicks -> crop -> scribbles -> seeds -> random-walker pseudo label."""
 from ..data.points import arrange_clicks, check_points
-from .extreme_points import extreme_points, simulate_clicks
+from .clicks import extreme_points, simulate_clicks
+from .gaussians import point_channel
 from .geodesic import geodesic_scribbles, gradient_cost, shortest_path
-from .point_channel import point_channel
 from .pseudo_label import (PRESETS, PseudoLabel, PseudoLabelConfig, get_preset, normalise_intensity,
                            prepare_crop, pseudo_label_crop, pseudo_label_from_points)
 from .roi import Box, crop_resample, paste_back, roi_box

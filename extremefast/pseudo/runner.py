@@ -20,7 +20,7 @@ from ..jsonio import read_json, write_json
 from ..metrics import dice, format_summary, summarise
 from ..nifti import ensure_output_folder
 from ..threads import choose_threads
-from .extreme_points import case_clicks, case_problems, simulate_clicks
+from .clicks import case_clicks, case_problems, simulate_clicks
 from .pseudo_label import PseudoLabelConfig, normalise_intensity, pseudo_label_from_points, window_for_modality
 
 

@@ -12,13 +12,15 @@ from ..errors import InputError
 from ..xp import module_of
 from .edt import squared_distance_to_background
 
+# the seed codes: the random walker solves the unknown voxels; labels 1 and 2 are its two seeds
 UNKNOWN, BACKGROUND, FOREGROUND = 0, 1, 2
 
 
 def scribble_seeds(scribble, r_foreground: float = 2.0, r_background: float = 30.0, spacing=None,
-                   outside=None) -> np.ndarray:
-    """Seed labels: 2 = foreground (scribble dilated by ``r_foreground``), 1 = background
-    (farther than ``r_background`` from the scribble, or in ``outside``), 0 = unknown.
+                   outside=None, background_from=None) -> np.ndarray:
+    """Seed labels: ``FOREGROUND`` (the scribble dilated by ``r_foreground``), ``BACKGROUND``
+    (farther than ``r_background`` from the scribble, or in ``outside``, but never within
+    ``r_foreground`` of it), ``UNKNOWN`` elsewhere.
 
     Radii are in voxels, or in mm when ``spacing`` is given. CuPy input is processed on
     its GPU.
@@ -32,6 +34,11 @@ def scribble_seeds(scribble, r_foreground: float = 2.0, r_background: float = 30
     spacing : sequence of float, optional
     outside : ndarray, optional
         Boolean mask of voxels that are background whatever their distance.
+    background_from : ndarray, optional
+        A larger boolean scribble (holding ``scribble``) from which the background's distances
+        count instead: the foreground then grows from a part of a path only (the part of the
+        organ's intensity), while the whole path keeps background seeds away. One more
+        distance transform.
 
     Returns
     -------
@@ -44,17 +51,23 @@ def scribble_seeds(scribble, r_foreground: float = 2.0, r_background: float = 30
     if not bool(scribble.any()):
         raise InputError("scribble is empty: no foreground seeds")
     dist, power = _distance(am, ~scribble, spacing)
+    if background_from is None:
+        dist_bg = dist
+    else:
+        dist_bg, _ = _distance(am, ~xp.asarray(background_from, dtype=bool), spacing)
     seeds = xp.zeros(scribble.shape, dtype=np.int32)
-    seeds[dist > r_background ** power] = BACKGROUND
+    seeds[dist_bg > r_background ** power] = BACKGROUND
     if outside is not None:
         seeds[xp.asarray(outside, dtype=bool)] = BACKGROUND
+    if background_from is not None:
+        seeds[dist_bg <= r_foreground ** power] = UNKNOWN
     seeds[dist <= r_foreground ** power] = FOREGROUND
     return seeds
 
 
 def uncertainty_seeds(probability, radius: float = 4.0, spacing=None, ridge_above: float | None = None) -> np.ndarray:
     """Seeds from a prediction (paper step 4): P >= 0.5 and P < 0.5 each eroded by a ball of
-    ``radius``; the band between them is unknown (0). CuPy input is processed on its GPU.
+    ``radius``; the band between them is ``UNKNOWN``. CuPy input is processed on its GPU.
 
     Erosion leaves no seed in a part thinner than ``2 * radius`` (the mandible's rami at CPU
     crop sizes), and the random walk then wears that part away from round to round.
@@ -76,7 +89,7 @@ def uncertainty_seeds(probability, radius: float = 4.0, spacing=None, ridge_abov
     Returns
     -------
     ndarray
-        int32 seeds: 2 foreground, 1 background, 0 the band to solve.
+        int32 seeds: ``FOREGROUND``, ``BACKGROUND``, and ``UNKNOWN`` in the band to solve.
     """
     if ridge_above is not None and not 0.5 <= ridge_above <= 1.0:
         raise InputError(f"ridge_above must lie in [0.5, 1] (a probability of the foreground) or be None, got {ridge_above}")

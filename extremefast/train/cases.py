@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..pseudo.extreme_points import case_clicks, case_problems
+from ..pseudo.clicks import case_clicks, case_problems
 from ..pseudo.pseudo_label import normalise_intensity
 
 

@@ -9,19 +9,19 @@ from ..metrics import dice, summarise
 from ..model import TrainConfig
 from ..pseudo.roi import crop_resample, paste_back
 from .cases import CaseData
+from .stopping import settle_round
 
 
 def run_summary(config: TrainConfig, rows: list[dict], best_round: int, train_cases: list[CaseData],
                 val_cases: list[CaseData]) -> dict:
     """``summary.json`` of a run: its rows, the round kept and by which rule, what the Dice rests on."""
     best = next(r for r in rows if r["round"] == best_round)
-    settled = [r["round"] for r in rows if r.get("label_change", 1.0) < config.settle_change]
     cases = train_cases + val_cases
     return {"variant": config.variant, "config": config.to_dict(), "rounds": rows,
             "best_round": best_round, "final_val_dice": best["val_dice"],
             "final_val_dice_with_walker": best.get("val_dice_with_walker"),
             "selection": config.selection,
-            "settle_round": settled[0] if settled else None,
+            "settle_round": settle_round(rows, config.settle_change),
             "clicks_from": sorted({"mask" if c.clicks_from == "mask" else "points files" for c in cases}),
             "dice_rests_on": {"validation cases with a mask": sum(c.mask is not None for c in val_cases),
                               "training cases with a mask": sum(c.mask is not None for c in train_cases)},

@@ -10,7 +10,7 @@ from ..data.dataset import open_dataset, train_val_split
 from ..data.points import pair_points
 from ..model import TrainConfig, default_config, describe_sizes, resolve_torch_device
 from ..nifti import ensure_output_folder
-from ..pseudo.extreme_points import summarise_case_notes
+from ..pseudo.clicks import summarise_case_notes
 from ..pseudo.pseudo_label import window_for_modality
 from ..xp import cuda_available
 from .cases import load_cases
@@ -58,14 +58,7 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
     for line in summarise_case_notes(notes, len(train_data) + len(val_data)):
         log(f"note: {line} (per case: case_notes in summary.json)")
     if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-        if cuda_available():  # the random walker (CuPy) works on this rank's GPU too
-            import cupy
-
-            cupy.cuda.Device(dev.index).use()
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        _use_gpu(dev)
     torch.manual_seed(config.seed)
     rt = Runtime(dev, rank, world_size, log=log if rank == 0 else (lambda *_: None), progress=progress)
     summary = Scheme(config, train_data, val_data, out, rt, resume=resume).run()
@@ -75,6 +68,19 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
             extra.update(points_folder=str(points), cases_without_points=list(without))
         summary = _add_to_summary(out, summary, extra)
     return summary
+
+
+def _use_gpu(dev: torch.device):
+    """Run this rank's network and random walker (CuPy) on the GPU ``dev``, with cuDNN's
+    autotuner and TF32 matrix products."""
+    torch.cuda.set_device(dev)
+    if cuda_available():
+        import cupy
+
+        cupy.cuda.Device(dev.index).use()
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
 
 
 def _add_to_summary(out, summary: dict, extra: dict) -> dict:

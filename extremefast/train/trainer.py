@@ -10,7 +10,7 @@ from ..metrics import dice, summarise
 from ..model import (TrainConfig, build_model, network_box, network_input, predict_probability, probability_on_image,
                      unwrap)
 from ..model.network import crop_volumes
-from ..pseudo.extreme_points import jitter_points
+from ..pseudo.clicks import jitter_points
 from ..pseudo.refine import average_with_walker
 from ..pseudo.roi import Box, clicks_mask_in_crop
 from .cases import CaseData
@@ -111,10 +111,9 @@ class Trainer:
         box = canonical_box(case, self.config)
         x, _, _ = network_input(self.case_tensor(case), box, case.points, self.config)
         self.model.eval()
-        raw = unwrap(self.model)
         use_amp = self.config.amp and self.rt.device.type == "cuda"
         with torch.autocast(device_type=self.rt.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            p = predict_probability(raw, x, self.config).cpu().numpy()
+            p = predict_probability(self.network, x, self.config).cpu().numpy()
         if clip and self.config.clip_to_clicks:
             p = p * clicks_mask_in_crop(box, case.points)
         return p, box, x[0].cpu().numpy()

@@ -1,4 +1,4 @@
-"""Extreme points of an organ mask and simulated user clicks."""
+"""Extreme points of an organ mask, and the clicks of a case: read, simulated or jittered."""
 from __future__ import annotations
 
 import re
