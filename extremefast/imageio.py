@@ -29,7 +29,7 @@ from .atomic import atomic_write
 from .errors import DataError, InputError
 from .nifti import NIFTI_SUFFIXES, Volume, ensure_output_folder, load_nifti, save_nifti, voxel_spacing
 
-__all__ = ["FORMATS", "SUFFIXES", "load_image", "save_image", "list_images", "image_suffix", "image_stem",
+__all__ = ["FORMATS", "OUTPUT_FORMATS", "SUFFIXES", "load_image", "save_image", "list_images", "image_suffix", "image_stem",
            "is_dicom_folder", "orient", "in_file_grid", "file_affine", "itk_geometry", "ras_affine",
            "write_dicom_series"]
 
@@ -38,6 +38,9 @@ __all__ = ["FORMATS", "SUFFIXES", "load_image", "save_image", "list_images", "im
 FORMATS = {**dict.fromkeys(NIFTI_SUFFIXES, "NIfTI"), ".seg.nrrd": "3D Slicer segmentation (NRRD)",
            ".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}
 SUFFIXES = tuple(FORMATS)
+# the formats an output is asked for by name (predict --format): those of one file (.nhdr and .mhd
+# write a header and a data file), and "input": the scan's own
+OUTPUT_FORMATS = (*(suffix[1:] for suffix in FORMATS if suffix not in (".nhdr", ".mhd")), "input")
 _LPS = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS (its own inverse)
 _ORIENTED = ("L", "P", "S")  # the voxel order of an axial DICOM series
 

@@ -16,7 +16,9 @@ import typer
 from rich.console import Console
 
 from extremefast import __version__
-from extremefast.defaults import CROP_SIZE
+from extremefast.defaults import CROP_SIZE, VARIANTS
+from extremefast.imageio import OUTPUT_FORMATS
+from extremefast.pseudo.pseudo_label import PRESETS
 from extremefast.errors import ExtremefastError
 
 app = typer.Typer(name="extremefast", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -32,14 +34,10 @@ def _debug_requested(argv) -> bool:
     return "--debug" in argv or os.environ.get("EXTREMEFAST_DEBUG", "") not in ("", "0")
 
 
-class Variant(str, Enum):
-    a = "a"
-    b = "b"
-    c = "c"
-    d = "d"
-    e = "e"
-    f = "f"
-    full = "full"
+# the choices of --variant, --preset and --format, from the library's own tables
+Variant = Enum("Variant", {v: v for v in VARIANTS}, type=str)
+Preset = Enum("Preset", {p: p for p in PRESETS}, type=str)
+OutputFormat = Enum("OutputFormat", {f: f for f in OUTPUT_FORMATS}, type=str)
 
 
 class Device(str, Enum):
@@ -48,24 +46,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-class Preset(str, Enum):
-    default = "default"
-    paper = "paper"
-
-
 class Space(str, Enum):
     voxel = "voxel"
     RAS = "RAS"
     LPS = "LPS"
 
 
-class OutputFormat(str, Enum):
-    nii_gz = "nii.gz"
-    nii = "nii"
-    nrrd = "nrrd"
-    seg_nrrd = "seg.nrrd"
-    mha = "mha"
-    input = "input"
 
 DataOpt = Annotated[str, typer.Option("--data", help="A data folder (MSD layout, or with --points a plain folder of scans), a known name (msd_spleen) or 'synthetic'.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume", help="Keep what an earlier run in --out finished "
@@ -154,7 +140,7 @@ def pseudo_label(
     label: LabelOpt = None,
     organ: OrganOpt = None,
     data_root: DataRootOpt = None,
-    preset: Annotated[Preset, typer.Option("--preset", help="'default' (measured best) or 'paper' (the paper's settings).")] = Preset.default,
+    preset: Annotated[Preset, typer.Option("--preset", help="'default' (measured best) or 'paper' (the paper's settings).")] = Preset("default"),
     crop_size: Annotated[int, typer.Option("--crop-size", min=16, help=f"Crop edge in voxels (the paper: {CROP_SIZE}).")] = CROP_SIZE,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Parallel cases (default: one per core).")] = None,
     click_noise: Annotated[float, typer.Option("--click-noise", min=0.0, help="Simulated click noise, mm (0: exact extreme points).")] = 0.0,
@@ -169,13 +155,11 @@ def pseudo_label(
     from extremefast.data import open_dataset
     from extremefast.pseudo import get_preset
     from extremefast.pseudo.runner import run_pseudo_labels, summary_table
-    from extremefast.data.points import pair_points
+    from extremefast.data.points import pair_clicks
 
     ds = open_dataset(data, data_root=data_root)
-    paired, without = pair_points(ds, points) if points is not None else (None, [])
+    paired, without = pair_clicks(ds, points, console.print)
     value = ds.organ_label(label, organ, clicks_given=points is not None)
-    if without:
-        console.print(f"{len(without)} case(s) have no points file and are left out: {', '.join(without[:8])}")
     config = get_preset(preset.value, crop_size=(crop_size,) * 3)
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("pseudo labels", total=len(ds))
@@ -218,7 +202,7 @@ def train(
     data: DataOpt = "synthetic",
     label: LabelOpt = None,
     organ: OrganOpt = None,
-    variant: Annotated[Variant, typer.Option("--variant", help="The paper's Table 1 variants, or full supervision.")] = Variant.f,
+    variant: Annotated[Variant, typer.Option("--variant", help="The paper's Table 1 variants, or full supervision.")] = Variant("f"),
     rounds: RoundsOpt = None,
     epochs: EpochsOpt = None,
     crop_size: CropOpt = None,
@@ -282,7 +266,7 @@ def ablation(
     data: DataOpt = "synthetic",
     label: LabelOpt = None,
     organ: OrganOpt = None,
-    variants: Annotated[str, typer.Option("--variants", help="Comma-separated: a,b,c,d,e,f,full.")] = "a,b,c,d,e,f,full",
+    variants: Annotated[str, typer.Option("--variants", help=f"Comma-separated: {','.join(VARIANTS)}.")] = ",".join(VARIANTS),
     rounds: RoundsOpt = None,
     epochs: EpochsOpt = None,
     crop_size: CropOpt = None,
@@ -326,7 +310,7 @@ def predict(
     out: Annotated[Path, typer.Option("--out", help="Output file (its name picks the format: .nii.gz, .nrrd, "
                                                     ".seg.nrrd for 3D Slicer, .mha), or a folder in folder mode.")],
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Folder mode: the outputs' format ('input': the scan's "
-                                                               "own; NIfTI for DICOM).")] = OutputFormat.nii_gz,
+                                                               "own; NIfTI for DICOM).")] = OutputFormat("nii.gz"),
     refine: Annotated[bool, typer.Option("--refine", help="Regularise with the random walker on the uncertainty band.")] = False,
     with_walker: Annotated[bool, typer.Option("--with-walker", help="Average with the random walker's pseudo label "
                                                                     "from the same clicks (better Dice on every real "

@@ -117,6 +117,18 @@ def pair_points(dataset, points_dir) -> tuple[dict, list[str]]:
     return paired, sorted(n for n, p in found.items() if p is None)
 
 
+def pair_clicks(dataset, points_dir, log=print) -> tuple[dict | None, list[str]]:
+    """:func:`pair_points` for a run given ``points_dir`` (None: no clicks, ``(None, [])``), saying
+    in one line through ``log`` which cases have no points file and are left out."""
+    if points_dir is None:
+        return None, []
+    paired, without = pair_points(dataset, points_dir)
+    if without:
+        log(f"{len(without)} case(s) have no points file and are left out: {', '.join(without[:8])}"
+            + (" ..." if len(without) > 8 else ""))
+    return paired, without
+
+
 def read_points(path, affine, shape, *, voxel_affine=None) -> np.ndarray:
     """The six clicks of a points file as (6, 3) int64 voxel indices of an image of
     ``shape`` with ``affine``; a one-line error for anything malformed or outside.

@@ -5,32 +5,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
-from ..defaults import CROP_SIZE, CT_WINDOW, PAD_MM, POINT_SIGMA
+from ..defaults import CROP_SIZE, CT_WINDOW, PAD_MM, POINT_SIGMA, SELECTIONS, VARIANTS
 from ..errors import InputError
-
-# variant -> (random-walker regularisation, point channel input, point loss, attention, real masks)
-VARIANTS = {
-    "a": dict(rw_regularise=False, point_channel=True, point_loss=False, attention="none", full=False),
-    "b": dict(rw_regularise=True, point_channel=False, point_loss=False, attention="none", full=False),
-    "c": dict(rw_regularise=True, point_channel=True, point_loss=False, attention="none", full=False),
-    "d": dict(rw_regularise=True, point_channel=True, point_loss=True, attention="none", full=False),
-    "e": dict(rw_regularise=True, point_channel=True, point_loss=True, attention="gate", full=False),
-    "f": dict(rw_regularise=True, point_channel=True, point_loss=True, attention="point", full=False),
-    "full": dict(rw_regularise=False, point_channel=True, point_loss=False, attention="none", full=True),
-}
-
-SELECTIONS = ("masks", "settle")
-
-VARIANT_NAMES = {
-    "a": "weak. sup. (w/o RW) Dice",
-    "b": "weak. sup. (w RW; no extr. points channel) Dice",
-    "c": "weak. sup. (w RW) Dice",
-    "d": "weak. sup. (w RW) Dice + PL",
-    "e": "weak. sup. (w RW) Dice + PL + Attn.",
-    "f": "weak. sup. (w RW) Dice + PL + Pt. Attn.",
-    "full": "fully sup. Dice",
-}
-
 
 @dataclass
 class TrainConfig:

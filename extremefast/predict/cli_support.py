@@ -5,11 +5,8 @@ from pathlib import Path
 
 from ..data.points import match_points_files
 from ..errors import DataError, InputError
-from ..imageio import SUFFIXES, image_stem, image_suffix, is_dicom_folder, list_images
+from ..imageio import OUTPUT_FORMATS, SUFFIXES, image_stem, image_suffix, is_dicom_folder, list_images
 from ..nifti import ensure_output_folder
-
-OUTPUT_FORMATS = ("nii.gz", "nii", "nrrd", "seg.nrrd", "mha", "input")
-
 
 def plan_predictions(image: Path, points: Path, out: Path, fmt: str = "nii.gz") -> list[tuple[Path, Path, Path]]:
     """(scan, points file, output) for one scan, or for every scan of a folder.

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..data.dataset import open_dataset, train_val_split
-from ..data.points import pair_points
+from ..data.points import pair_clicks
 from ..model import TrainConfig, default_config, describe_sizes, resolve_torch_device
 from ..nifti import ensure_output_folder
 from ..pseudo.clicks import summarise_case_notes
@@ -33,12 +33,7 @@ def train(data: str, label: int | None, organ: str | None, out, config: TrainCon
         config = default_config(cuda=dev.type == "cuda")
         log(f"settings for the {'GPU' if dev.type == 'cuda' else 'CPU'}: {describe_sizes(config)}")
     ds = open_dataset(data, data_root=data_root, synthetic_cases=synthetic_cases, synthetic_seed=config.seed)
-    paired, without = (None, [])
-    if points is not None:
-        paired, without = pair_points(ds, points)
-        if without:
-            log(f"{len(without)} case(s) have no points file and are left out: {', '.join(without[:8])}"
-                + (" ..." if len(without) > 8 else ""))
+    paired, without = pair_clicks(ds, points, log)
     value = ds.organ_label(label, organ, clicks_given=points is not None)
     clicked = points is not None
     config = config.with_(selection=config.selection or ("settle" if clicked else "masks"),
