@@ -7,7 +7,6 @@ processes.
 """
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
@@ -19,7 +18,7 @@ from ..errors import ExtremefastError
 from ..jsonio import read_json, write_json
 from ..metrics import dice, format_summary, summarise
 from ..nifti import ensure_output_folder
-from ..threads import choose_threads
+from ..threads import choose_threads, cpu_count
 from .clicks import case_clicks, case_problems, simulate_clicks
 from .pseudo_label import PseudoLabelConfig, normalise_intensity, pseudo_label_from_points, window_for_modality
 
@@ -109,25 +108,14 @@ def run_pseudo_labels(dataset, label: int | None, out_dir, config: PseudoLabelCo
     cases = list(cases if cases is not None else dataset.cases)
     if points is not None:
         cases = [c for c in cases if c.name in points]
-    records: dict[str, dict] = {}
+    records = _finished_records(out_dir, cases) if resume else {}
+    todo = [c.name for c in cases if c.name not in records]
     tiles: dict[str, dict] = {}
-    todo = []
-    for c in cases:
-        done = out_dir / f"{c.name}.json"
-        if resume and done.exists() and (out_dir / f"{c.name}.nii.gz").exists():
-            try:
-                records[c.name] = read_json(done)
-                continue
-            except ExtremefastError:
-                pass  # a broken record is redone
-        todo.append(c.name)
     if progress is not None:
         progress(len(records), len(cases))
-    workers = max(1, min(workers or choose_threads()[0], len(todo) or 1))
-    args = (str(dataset.root),)
 
     def job(name):
-        return (*args, name, label, config, out_dir, click_noise_mm, seed, True, (points or {}).get(name))
+        return (str(dataset.root), name, label, config, out_dir, click_noise_mm, seed, True, (points or {}).get(name))
 
     def finished(name, result):
         records[name], tile = result
@@ -136,22 +124,52 @@ def run_pseudo_labels(dataset, label: int | None, out_dir, config: PseudoLabelCo
         if progress is not None:
             progress(len(records), len(cases))
 
+    _run_cases(todo, job, finished, workers)
+    ordered = [records[c.name] for c in cases]
+    summary = _summary(dataset, label, config, ordered, points, without_points)
+    write_json(out_dir / "summary.json", summary)
+    made = [r for r in ordered if "skipped" not in r]
+    if made:
+        _contact_sheet(dataset, out_dir, made, tiles, config)
+    return summary
+
+
+def _finished_records(out_dir: Path, cases) -> dict[str, dict]:
+    """The records of the cases an earlier run finished in ``out_dir`` (a broken record is redone)."""
+    records = {}
+    for c in cases:
+        done = out_dir / f"{c.name}.json"
+        if done.exists() and (out_dir / f"{c.name}.nii.gz").exists():
+            try:
+                records[c.name] = read_json(done)
+            except ExtremefastError:
+                pass
+    return records
+
+
+def _run_cases(todo: list[str], job, finished, workers: int | None) -> None:
+    """``case_pseudo_label(*job(name))`` for every name, in this process or in a pool of ``workers``
+    processes that share the cores; ``finished(name, result)`` as each one ends."""
+    workers = max(1, min(workers or choose_threads()[0], len(todo) or 1))
     if workers == 1:
         for name in todo:
             finished(name, case_pseudo_label(*job(name)))
-    else:
-        import multiprocessing
+        return
+    import multiprocessing
 
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(max(1, (os.cpu_count() or 1) // workers),)) as pool:
-            futures = {pool.submit(case_pseudo_label, *job(name)): name for name in todo}
-            for fut in as_completed(futures):
-                finished(futures[fut], fut.result())
-    ordered = [records[c.name] for c in cases]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(max(1, cpu_count() // workers),)) as pool:
+        futures = {pool.submit(case_pseudo_label, *job(name)): name for name in todo}
+        for fut in as_completed(futures):
+            finished(futures[fut], fut.result())
+
+
+def _summary(dataset, label, config: PseudoLabelConfig, ordered: list[dict], points, without_points) -> dict:
+    """``summary.json``: where the clicks came from, the settings, every case and the Dice over them."""
     scored = [r for r in ordered if r.get("dice") is not None]
     made = [r for r in ordered if "skipped" not in r]
-    summary = {
+    return {
         "dataset": str(dataset.root),
         "label": None if label is None else int(label),
         "organ": dataset.organ_name(label) if label is not None else None,
@@ -163,10 +181,6 @@ def run_pseudo_labels(dataset, label: int | None, out_dir, config: PseudoLabelCo
         "dice": summarise(r["dice"] for r in scored),
         "seconds_per_case": summarise(r["seconds"]["pseudo_label"] for r in made),
     }
-    write_json(out_dir / "summary.json", summary)
-    if made:
-        _contact_sheet(dataset, out_dir, made, tiles, config)
-    return summary
 
 
 def _contact_sheet(dataset, out_dir: Path, made: list[dict], tiles: dict, config: PseudoLabelConfig):
