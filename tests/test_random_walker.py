@@ -12,7 +12,7 @@ from extremefast import random_walker
 from extremefast.errors import InputError
 from extremefast.random_walk import random_walker_batch, segmentation
 from extremefast.random_walk import _seeds as seeds_mod
-from extremefast.random_walk._cg import BREAKDOWN, BatchedSteps, JacobiSystem, conjugate_gradient
+from extremefast.random_walk._cg import BREAKDOWN, BatchedSteps, PreconditionedSystem, conjugate_gradient
 from extremefast.random_walk._cg_ref import jacobi_cg
 from extremefast.random_walk._kernels import ell_matvec_plain
 from extremefast.random_walk._laplacian import assemble_cpu, build_unknown_system, edge_weights, stack_systems
@@ -94,7 +94,7 @@ def test_stencil_matvec_and_cg_driver_match_plain_csr(rng, generic):
     np.testing.assert_allclose(A @ x, csr @ x, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ell_matvec_plain(A.cols, A.vals, A.coupling, x), csr @ x, rtol=1e-10, atol=1e-12)
     ref = jacobi_cg(csr, rhs[:, 0], 1e-10, 10000)
-    fast, info = conjugate_gradient(JacobiSystem(A, generic=generic), rhs[:, 0], tol=1e-10, maxiter=10000)
+    fast, info = conjugate_gradient(PreconditionedSystem(A, generic=generic), rhs[:, 0], tol=1e-10, maxiter=10000)
     assert info == 0
     np.testing.assert_allclose(fast, ref, atol=1e-7)
     # symmetric positive definite
@@ -352,7 +352,7 @@ def test_batched_solve_equals_separate_solves(rng):
 
 
 def _batched(am, A, case, ncases):
-    system = JacobiSystem(A, "jacobi", generic=True)
+    system = PreconditionedSystem(A, "jacobi", generic=True)
     system.steps = BatchedSteps(am.xp, system.dtype, case, ncases)
     return system
 

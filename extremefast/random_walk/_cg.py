@@ -3,8 +3,8 @@
 :func:`conjugate_gradient` runs preconditioned CG on a *system* (what is solved) with
 *steps* (how vectors are updated):
 
-- systems: :class:`JacobiSystem` (the full unknowns' block with a Jacobi, identity or
-  pyamg preconditioner) and :class:`~._redblack.RedBlackSystem` (the black Schur
+- systems: :class:`PreconditionedSystem` (the full unknowns' block with a Jacobi, identity or
+  pyamg preconditioner: scikit-image's ``cg_j``, ``cg`` and ``cg_mg``) and :class:`~._redblack.RedBlackSystem` (the black Schur
   complement). A system gives ``apply_dot(p, out) -> p . A p``, ``inv_diag`` (or None and
   a ``precondition`` function), and ``reduce`` / ``restrict`` / ``expand`` between the
   full vectors and its own;
@@ -36,20 +36,20 @@ BREAKDOWN = -1
 _GROWTH = 1e8  # on r . r
 
 
-def conjugate_gradient(system, b, x0=None, *, tol, maxiter, check_every=1, stats=None):
+def conjugate_gradient(system, b, x0=None, *, tol, maxiter, check_every=1):
     """Solve ``A x = b`` for the full system behind ``system``; returns ``(x, info)``.
 
     ``check_every``: iterations between convergence tests (each test is a device-to-host
-    copy with array steps on a GPU). ``stats``: a dict that receives ``iterations``.
+    copy with array steps on a GPU).
     """
+    # One function of ~50 lines on purpose: the textbook iteration (Saad, Algorithm 9.1) reads
+    # best in one piece beside its reference, _cg_ref.jacobi_cg.
     steps = system.steps
     xp = steps.xp
     dtype = system.dtype
     b = xp.ascontiguousarray(xp.asarray(b, dtype=dtype))
     bnorm2 = steps.dot(b, b)
     if steps.all_zero(bnorm2):
-        if stats is not None:
-            stats["iterations"] = 0
         return xp.zeros(b.shape[0], dtype=dtype), 0
     threshold2 = tol * tol * bnorm2
     c = system.reduce(b)
@@ -92,12 +92,10 @@ def conjugate_gradient(system, b, x0=None, *, tol, maxiter, check_every=1, stats
                 break
         steps.direction(p, z, steps.ratio(rz_new, rz))
         rz = rz_new
-    if stats is not None:
-        stats["iterations"] = it
     return system.expand(x, b), info
 
 
-class JacobiSystem:
+class PreconditionedSystem:
     """The full unknowns' block ``A`` (a :class:`StencilMatrix`) as a CG system.
 
     ``preconditioner``: "jacobi" (1 / diag A: scikit-image's ``cg_j``), "none" (plain CG,
@@ -162,7 +160,8 @@ class CompiledSteps:
         return self.dtype.type(num / den)
 
     def update(self, x, r, p, sp, inv, alpha, z, with_rr):
-        """(r . z, r . r) after the step, from one fused pass."""
+        """(r . z, r . r) after the step, from one fused pass (which gives r . r at no cost, so
+        ``with_rr`` is not needed here)."""
         return _update(x, r, p, sp, inv, alpha, z)
 
     def axpy(self, x, r, p, sp, alpha, with_rr):

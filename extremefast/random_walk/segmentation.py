@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import InputError
 from ..xp import array_module, has_module, resolve_device
 from ._coarse import CoarseSpace
-from ._cg import BREAKDOWN, BatchedSteps, JacobiSystem, conjugate_gradient
+from ._cg import BREAKDOWN, BatchedSteps, PreconditionedSystem, conjugate_gradient
 from ._laplacian import assemble_cpu, build_unknown_system, edge_weights, stack_systems
 from ._redblack import RedBlackSystem
 from ._seeds import full_probabilities, label_values, output_codes, preprocess
@@ -486,13 +486,13 @@ def _solve_columns(am, A, B, solver, tol, maxiter, guesses):
         return direct_solve(am, A, B), [0] * B.shape[1]
     if solver == "cg_mg":
         A = A.astype(np.float64)
-        system = JacobiSystem(A, ruge_stuben_preconditioner(A))
+        system = PreconditionedSystem(A, ruge_stuben_preconditioner(A))
         maxiter = min(maxiter, _CG_MG_MAXITER)
     elif solver == "rb" and RedBlackSystem.applies(A):
         system = RedBlackSystem(A)
         tol = tol * _RB_TOL_FACTOR
     else:
-        system = JacobiSystem(A, "none" if solver == "cg" else "jacobi")
+        system = PreconditionedSystem(A, "none" if solver == "cg" else "jacobi")
     check_every = 1 if system.steps.host_scalars else 10
     out = xp.zeros(B.shape, dtype=np.float64)
     infos = []
@@ -580,7 +580,7 @@ def _stacked_columns(am, problems, todo, systems, columns, tol, maxiter, check_e
     A, case = stack_systems(am, [s[0] for s in systems])
     parts = [xp.zeros((s[0].shape[0], len(c[1])), dtype=np.float64) for s, c in zip(systems, columns)]
     offsets = np.cumsum([0] + [s[0].shape[0] for s in systems]).tolist()  # each case's rows in the stack
-    system = JacobiSystem(A, "jacobi", generic=True)
+    system = PreconditionedSystem(A, "jacobi", generic=True)
     coarse = _coarse_space(A)
     tol_cg = tol if coarse is None else tol * _COARSE_TOL_FACTOR
     failed = np.zeros(len(todo), dtype=bool)
