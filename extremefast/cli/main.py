@@ -197,7 +197,7 @@ RefreshOpt = Annotated[Optional[bool], typer.Option(
 
 
 @app.command()
-def train(
+def train(  # long for its 24 options, one line each; the body parses, calls run.train and renders
     out: Annotated[Path, typer.Option("--out", help="Output folder: summary.json, plots, overlays, model.pt.")],
     data: DataOpt = "synthetic",
     label: LabelOpt = None,

@@ -53,15 +53,30 @@ def make_phantom(seed: int, shape=DEFAULT_SHAPE, spacing=DEFAULT_SPACING):
     spacing = np.asarray(spacing, dtype=np.float64)
     # World coordinates of voxel centres in mm, centred on the volume.
     axes = [(np.arange(n) - (n - 1) / 2.0) * s for n, s in zip(shape, spacing)]
-    x, y, z = np.meshgrid(*[a.astype(np.float32) for a in axes], indexing="ij", sparse=True)
+    grid = np.meshgrid(*[a.astype(np.float32) for a in axes], indexing="ij", sparse=True)
     extent = np.array([n * s for n, s in zip(shape, spacing)])
+    image = np.full(shape, -1000.0, dtype=np.float32)  # air
+    labels = np.zeros(shape, dtype=np.int16)
+    # each part draws from rng in turn, in this order (the same seed gives the same phantom)
+    cavity, cavity_radii = _body(rng, image, grid, extent, spacing)
+    blocked = _spine(rng, image, grid, cavity_radii)
+    _organs(rng, image, labels, grid, cavity & ~blocked, np.array([*cavity_radii, 0.5 * extent[2]]))
+    image = _texture(rng, image, spacing)
+
+    affine = np.diag([spacing[0], spacing[1], spacing[2], 1.0])
+    affine[:3, 3] = [axes[0][0], axes[1][0], axes[2][0]]
+    return image, labels, affine
+
+
+def _body(rng, image, grid, extent, spacing):
+    """Paint the body (fat, abdominal wall, visceral fat with bowel loops); returns the
+    abdominal cavity's mask and its two radii (mm)."""
+    x, y, _ = grid
 
     def jitter(scale):
         return rng.uniform(1 - scale, 1 + scale)
 
-    image = np.full(shape, -1000.0, dtype=np.float32)  # air
-    labels = np.zeros(shape, dtype=np.int16)
-
+    shape = image.shape
     # Body: elliptic cylinder whose cross-section drifts a little along z.
     ax, ay = 0.43 * extent[0] * jitter(0.05), 0.40 * extent[1] * jitter(0.05)
     wob = _smooth_field(rng, shape, spacing, wavelength=90.0, amplitude=0.03)
@@ -76,9 +91,14 @@ def make_phantom(seed: int, shape=DEFAULT_SHAPE, spacing=DEFAULT_SPACING):
     # Visceral fat with bowel loops: fat background and blobs of soft tissue / fluid.
     bowel = _smooth_field(rng, shape, spacing, wavelength=25.0, amplitude=1.0)
     image[cavity] = np.where(bowel[cavity] > 0.25, 25.0, -90.0)
+    return cavity, (ax - fat_mm - wall_mm, ay - fat_mm - wall_mm)
 
-    # Spine and paraspinal muscles, posterior (positive y).
-    spine_c = np.array([0.0, ay - fat_mm - wall_mm - 12.0, 0.0]) + rng.normal(0, 2, 3) * [1, 1, 0]
+
+def _spine(rng, image, grid, cavity_radii):
+    """Paint the spine, the paraspinal muscles and the aorta, posterior (positive y); returns
+    the mask organs may not enter (vertebra and aorta)."""
+    x, y, z = grid
+    spine_c = np.array([0.0, cavity_radii[1] - 12.0, 0.0]) + rng.normal(0, 2, 3) * [1, 1, 0]
     muscle_l = _ellipsoid(x, y, z, spine_c + [28, 4, 0], [20, 14, 1e4], rng, wobble=0.05)
     muscle_r = _ellipsoid(x, y, z, spine_c + [-28, 4, 0], [20, 14, 1e4], rng, wobble=0.05)
     image[muscle_l | muscle_r] = 55.0
@@ -88,34 +108,38 @@ def make_phantom(seed: int, shape=DEFAULT_SHAPE, spacing=DEFAULT_SPACING):
     image[cortex] = 700.0
     aorta = _ellipsoid(x, y, z, spine_c + [-8 + rng.normal(0, 2), -32, 0], [11, 11, 1e4], rng, wobble=0.0)
     image[aorta] = 170.0
+    return vertebra | aorta
 
-    # Organs: centre relative to the cavity, radii in mm, HU. Painted in this order, so
-    # later organs cut into earlier ones where they overlap (they touch).
-    cav = np.array([ax - fat_mm - wall_mm, ay - fat_mm - wall_mm, 0.5 * extent[2]])
-    organ_specs = [
-        # label, centre (fraction of cavity), radii mm, HU, rotation
-        (5, [-0.45, -0.05, 0.10], [44, 42, 52], 62.0),   # liver, patient's right
-        (4, [-0.30, -0.55, -0.05], [10, 13, 18], 8.0),   # gallbladder, under the liver
-        (2, [-0.55, 0.50, -0.30], [15, 17, 30], 40.0),   # right kidney, posterior
-        (6, [0.20, -0.45, 0.25], [26, 20, 26], 20.0),   # stomach, anterior left
-        (3, [0.50, 0.55, -0.30], [15, 17, 30], 46.0),   # left kidney, posterior
-        (1, [0.66, 0.30, 0.12], [19, 32, 36], 50.0),   # spleen, posterior left, against wall
-    ]
-    for label, centre_frac, radii, hu in organ_specs:
+
+# Organs: label, centre (fraction of the cavity's radii and half-height), radii mm, HU. Painted in
+# this order, so later organs cut into earlier ones where they overlap (they touch).
+_ORGAN_SPECS = [
+    (5, [-0.45, -0.05, 0.10], [44, 42, 52], 62.0),   # liver, patient's right
+    (4, [-0.30, -0.55, -0.05], [10, 13, 18], 8.0),   # gallbladder, under the liver
+    (2, [-0.55, 0.50, -0.30], [15, 17, 30], 40.0),   # right kidney, posterior
+    (6, [0.20, -0.45, 0.25], [26, 20, 26], 20.0),   # stomach, anterior left
+    (3, [0.50, 0.55, -0.30], [15, 17, 30], 46.0),   # left kidney, posterior
+    (1, [0.66, 0.30, 0.12], [19, 32, 36], 50.0),   # spleen, posterior left, against wall
+]
+
+
+def _organs(rng, image, labels, grid, room, cav):
+    """Paint the organs of :data:`_ORGAN_SPECS` within ``room`` (the cavity less the spine)."""
+    x, y, z = grid
+    for label, centre_frac, radii, hu in _ORGAN_SPECS:
         centre = np.array(centre_frac) * cav + rng.normal(0, 4.0, 3)
         radii = np.array(radii, dtype=np.float64) * rng.uniform(0.85, 1.15, 3)
-        organ = _ellipsoid(x, y, z, centre, radii, rng, wobble=0.18, rotate=True) & cavity & ~vertebra & ~aorta
+        organ = _ellipsoid(x, y, z, centre, radii, rng, wobble=0.18, rotate=True) & room
         image[organ] = hu
         labels[organ] = label
-    # Texture (smooth, organ-scale), partial-volume blur and noise.
-    image += _smooth_field(rng, shape, spacing, wavelength=12.0, amplitude=9.0) * (image > -500)
-    image = ndi.gaussian_filter(image, sigma=(0.8, 0.8, 0.35))
-    image += rng.normal(0.0, 14.0, shape).astype(np.float32)
-    image = np.clip(image, -1024, 3000).astype(np.float32)
 
-    affine = np.diag([spacing[0], spacing[1], spacing[2], 1.0])
-    affine[:3, 3] = [axes[0][0], axes[1][0], axes[2][0]]
-    return image, labels, affine
+
+def _texture(rng, image, spacing):
+    """Texture (smooth, organ-scale), partial-volume blur and noise, clipped to CT's range."""
+    image = image + _smooth_field(rng, image.shape, spacing, wavelength=12.0, amplitude=9.0) * (image > -500)
+    image = ndi.gaussian_filter(image, sigma=(0.8, 0.8, 0.35))
+    image += rng.normal(0.0, 14.0, image.shape).astype(np.float32)
+    return np.clip(image, -1024, 3000).astype(np.float32)
 
 
 def _ellipsoid(x, y, z, centre, radii, rng, wobble=0.1, rotate=False):
