@@ -12,7 +12,9 @@ import socket
 import subprocess
 import sys
 import threading
+import tempfile
 import time
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -45,19 +47,26 @@ def start_server(data_dir, token=None, **kwargs):
     return f"http://127.0.0.1:{port}", stop
 
 
-def start_server_process(data_dir, token=None, *args, env=None):
-    """``python -m extremefast serve`` on a free port; returns (base_url, Popen) once it listens."""
+def start_server_process(data_dir, token=None, *args, env=None, before: str = ""):
+    """``python -m extremefast serve`` on a free port; returns (base_url, Popen) once it listens.
+
+    ``before``: Python run in the server's process before the command line (a test's patch)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "extremefast", "serve", "--data", str(data_dir), "--port", str(port), *args]
+    launcher = ["-m", "extremefast"] if not before else ["-c", f"{before}\nfrom extremefast.cli import entry\nentry()"]
+    cmd = [sys.executable, *launcher, "serve", "--data", str(data_dir), "--port", str(port), *args]
     if token:
         cmd += ["--token", token]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    # the server's output goes to a file: a pipe nobody reads fills up (64 kB of access log) and
+    # then blocks the server in the middle of a request
+    log = tempfile.NamedTemporaryFile("w+", prefix="extremefast-serve-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, COLUMNS="300", **(env or {})))
+    proc.log_path = log.name
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {proc.stdout.read()}")
+            raise RuntimeError(f"the server exited: {Path(log.name).read_text()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return url, proc
