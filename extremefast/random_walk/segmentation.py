@@ -373,16 +373,15 @@ class _System:
     coarse: object
 
     @classmethod
-    def assemble(cls, am, problem, beta, dtype, solved, corrected, coarse_before=True):
+    def assemble(cls, am, problem, beta, dtype, solved, with_coarse: bool):
         A, rhs, unknown = _assemble(am, problem, beta, dtype)
-        coarse = _coarse_space(A) if corrected and coarse_before else None
-        return cls(A, rhs[:, solved], unknown, coarse), rhs
+        return cls(A, rhs[:, solved], unknown, _coarse_space(A) if with_coarse else None), rhs
 
     def in_precision(self, am, problem, beta, dtype, solved) -> "_System":
         """The same system assembled again in ``dtype`` (the float64 retries)."""
         if np.dtype(self.A.dtype) == np.dtype(dtype):
             return self
-        return _System.assemble(am, problem, beta, dtype, solved, True, self.coarse is not None)[0]
+        return _System.assemble(am, problem, beta, dtype, solved, self.coarse is not None)[0]
 
     @property
     def dtype(self):
@@ -394,7 +393,7 @@ def _solve_problem(am, problem, beta, mode, tol, maxiter, prob_tol):
     n_unknowns = int(np.count_nonzero(problem.seeds == 0))
     plan = _plan(mode, am.device, n_unknowns, problem.seeds.shape, tol, maxiter)
     nlabels = problem.nlabels
-    system, rhs = _System.assemble(am, problem, beta, plan.dtype, slice(None), corrected=False)
+    system, rhs = _System.assemble(am, problem, beta, plan.dtype, slice(None), with_coarse=False)
     if nlabels == 1:
         # a single label: the harmonic function with all boundary values 1 is exactly 1
         return np.ones((system.A.shape[0], 1)), am.to_numpy(system.unknown)

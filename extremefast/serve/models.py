@@ -92,7 +92,7 @@ class Result:
 
 def pseudo_label_config(modality: str):
     """The settings ``extremefast pseudo-label`` uses on a collection of ``modality``."""
-    config = get_preset("default", crop_size=(128,) * 3)
+    config = get_preset("default")  # its crop is the defaults table's, as pseudo-label's
     return config.with_(window=window_for_modality(config.window, modality))
 
 
