@@ -441,12 +441,29 @@ def test_cg_mg_without_pyamg_warns_and_runs_cg_j(rng, monkeypatch):
 
 
 def test_small_problems_get_scikit_image_default_answer(rng):
-    """Below 2**15 unknowns the default mode is scikit-image's Jacobi-CG in float64 with every
-    label's column solved: the same labels, probabilities to rounding."""
-    data, labels = _problem(rng, (40, 45))
+    """From 2**12 to 2**15 unknowns the default mode is scikit-image's Jacobi-CG in float64
+    with every label's column solved: the same labels, probabilities to rounding."""
+    data, labels = _problem(rng, (90, 80))
+    assert segmentation._DIRECT < np.count_nonzero(labels == 0) < segmentation._SMALL
     np.testing.assert_array_equal(random_walker(data, labels), sk_random_walker(data, labels))
     np.testing.assert_allclose(random_walker(data, labels, return_full_prob=True),
                                sk_random_walker(data, labels, return_full_prob=True), atol=1e-9)
+
+
+@pytest.mark.parametrize("mode", segmentation.MODES)
+def test_small_problems_are_solved_exactly_in_every_mode(rng, mode):
+    """At most 2**12 unknowns every mode gives the exact answer (sparse LU): here pockets walled
+    off by 1e-10 weights (beta 4000), where scikit-image's default Jacobi-CG stops far from it.
+    The reference is scikit-image's own direct solve."""
+    data, seeds = _walled_pockets(rng, 14)
+    assert np.count_nonzero(seeds == 0) <= segmentation._DIRECT
+    exact = sk_random_walker(data, seeds, beta=4000, mode="bf", return_full_prob=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        iterate = sk_random_walker(data, seeds, beta=4000, return_full_prob=True)
+        ours = random_walker(data, seeds, beta=4000, mode=mode, return_full_prob=True)
+    assert np.abs(iterate - exact).max() > 0.01
+    np.testing.assert_allclose(ours, exact, atol=1e-9)
 
 
 # --- robust by construction ---------------------------------------------------------------

@@ -21,6 +21,11 @@ MODES = ("auto", "rb", "cg_j", "cg_mg", "cg", "bf")
 # solve then takes milliseconds. Above it, 'auto', 'rb' and 'cg_j' store the system in float32
 # (with float64 sums, see _kernels) and solve K - 1 columns, the last being 1 - their sum.
 _SMALL = 2**15
+# At most this many unknowns, every mode solves exactly (sparse LU, float64, every column):
+# milliseconds, and no iterate to be wrong. A Jacobi-CG stopped at tol 1e-3 on such a system
+# can be far off where weights of 1e-10 wall voxels in: scikit-image's test_prob_tol case (14
+# unknowns) gives -0.53 at a voxel whose exact value is 0.4965.
+_DIRECT = 2**12
 # The red-black solve at half the tolerance: its largest error then stays below Jacobi-CG's
 # at the requested tol for ~13% more iterations (benchmarks/bench_random_walker.py).
 _RB_TOL_FACTOR = 0.5
@@ -49,7 +54,8 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
     beta : float
         Diffusion penalty; edge weights are ``exp(-beta / (10 * std(data)) * grad^2) + 1e-10``.
     mode : {None, 'auto', 'rb', 'cg_j', 'cg_mg', 'cg', 'bf'}
-        Solver. scikit-image's four keep their meaning: 'bf' a direct sparse LU solve
+        Solver. At most 2**12 unknowns, every mode solves exactly ('bf'): the answer a
+        stopped iteration only approaches. Above, scikit-image's four keep their meaning: 'bf' a direct sparse LU solve
         (small problems), 'cg' unpreconditioned conjugate gradients (slow), 'cg_j'
         Jacobi-preconditioned CG (scikit-image's default; compiled kernels here), 'cg_mg'
         CG preconditioned by pyamg's Ruge-Stueben V-cycle (CPU; without pyamg it warns and
@@ -339,7 +345,7 @@ class _Plan:
     """Every decision of one solve, made once (:func:`_plan`) from the mode, device, size and
     tolerance; the single path and the batched path's retries read it."""
 
-    solver: str       # the mode that runs: "rb", "cg_j", "cg", "cg_mg" or "bf"
+    solver: str       # the mode that runs: "rb", "cg_j", "cg", "cg_mg" or "bf" (every mode at _DIRECT or fewer)
     dtype: type       # float32 for the iterative modes above _SMALL unknowns at tol >= 1e-5
     every: bool       # solve every label's column (else the strongest one is implied)
     corrected: bool   # the strong-component coarse correction
@@ -349,6 +355,8 @@ class _Plan:
 
 def _plan(mode, device, n_unknowns, shape, tol, maxiter) -> _Plan:
     small = n_unknowns < _SMALL
+    if n_unknowns <= _DIRECT:
+        mode = "bf"
     if mode == "auto":
         mode = "cg_j" if (small or device == "cuda") else "rb"
     float32 = mode in ("rb", "cg_j") and not small and tol >= 1e-5
@@ -554,6 +562,14 @@ def _solve_stacked(am, problems, labels, beta, tol, check_every, prob_tol):
         return out
     plans = [_plan("cg_j", am.device, int(np.count_nonzero(problems[i].seeds == 0)), problems[i].seeds.shape, tol,
                    None) for i in todo]
+    for i, plan in zip(todo, plans):
+        if plan.solver == "bf":  # solved exactly, alone
+            X, unknown = _solve_problem(am, problems[i], beta, "bf", tol, None, prob_tol)
+            _check_range(X, prob_tol)
+            out[i] = _finish(problems[i], X, unknown, True)
+    plans, todo = [p for p in plans if p.solver != "bf"], [i for i, p in zip(todo, plans) if p.solver != "bf"]
+    if not todo:
+        return out
     dtype = np.float32 if all(p.dtype == np.float32 for p in plans) else np.float64
     systems = [_assemble(am, problems[i], beta, dtype) for i in todo]
     columns = [_columns(rhs, problems[i].nlabels) for i, (_, rhs, _) in zip(todo, systems)]
