@@ -54,10 +54,10 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
     beta : float
         Diffusion penalty; edge weights are ``exp(-beta / (10 * std(data)) * grad^2) + 1e-10``.
     mode : {None, 'auto', 'rb', 'cg_j', 'cg_mg', 'cg', 'bf'}
-        Solver. At most 2**12 unknowns, every mode solves exactly ('bf'): the answer a
-        stopped iteration only approaches. Above, scikit-image's four keep their meaning: 'bf' a direct sparse LU solve
-        (small problems), 'cg' unpreconditioned conjugate gradients (slow), 'cg_j'
-        Jacobi-preconditioned CG (scikit-image's default; compiled kernels here), 'cg_mg'
+        Solver. At most 2**12 unknowns every mode solves exactly ('bf'), the answer a
+        stopped iteration only approaches. Above, scikit-image's four keep their meaning:
+        'bf' a direct sparse LU solve (small problems), 'cg' unpreconditioned conjugate
+        gradients (slow), 'cg_j' Jacobi-preconditioned CG (scikit-image's default; compiled kernels here), 'cg_mg'
         CG preconditioned by pyamg's Ruge-Stueben V-cycle (CPU; without pyamg it warns and
         runs 'cg_j', as scikit-image does). 'rb' eliminates every other voxel of the grid
         (red-black ordering) and runs Jacobi-CG on the other half: about 60% of the
@@ -125,8 +125,9 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
     start from the coarse solution of the graph's strongly linked components, iterate to
     ``tol / 10`` and end with the coarse (Galerkin) correction (``_coarse``); on the real
     battery of benchmarks/bench_rw_real.py that keeps every label within 0.04% of a tight
-    float64 reference and every probability within ``prob_tol`` of [0, 1]. Below 2**15
-    unknowns the default keeps scikit-image's answer, warnings included.
+    float64 reference and every probability within ``prob_tol`` of [0, 1]. From 2**12 to
+    2**15 unknowns the default keeps scikit-image's answer, warnings included; at most
+    2**12, every mode gives the exact one.
 
     Where scikit-image is wrong, this function is not: when a seed has no active
     neighbour, scikit-image renumbers the graph's edges but not its nodes, and solves a
