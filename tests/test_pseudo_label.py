@@ -173,7 +173,8 @@ def test_plain_path_runs_join_only_where_they_touch_the_organ_paths():
     # a box organ and, beyond fat, a blob of the organ's intensity; a hand-made first path runs
     # inside the organ from a click, and a second stretch of it lies in the blob
     from extremefast.pseudo.geodesic import gradient_cost
-    from extremefast.pseudo.pseudo_label import _organ_paths, _robust_centre, inward_samples
+    from extremefast.pseudo.geodesic import geodesic_scribbles
+    from extremefast.pseudo.pseudo_label import _join_plain_runs, _organ_cost, _robust_centre, inward_samples
 
     rng = np.random.default_rng(3)
     crop = 0.15 + rng.normal(0, 0.005, (40, 40, 40))
@@ -188,8 +189,9 @@ def test_plain_path_runs_join_only_where_they_touch_the_organ_paths():
     config = get_preset("default")
     cost = gradient_cost(crop, np.ones(3))
     intensity = _robust_centre(inward_samples(crop, pts, config.path_intensity_depth))
-    alone = _organ_paths(crop, cost, np.zeros_like(plain), pts, np.ones(3), intensity, config)
-    joined = _organ_paths(crop, cost, plain, pts, np.ones(3), intensity, config)
+    organ_cost, deviation = _organ_cost(crop, cost, intensity, config)
+    alone = geodesic_scribbles(organ_cost, pts, np.ones(3))
+    joined = _join_plain_runs(alone.copy(), plain, deviation, config)
     added = joined & ~alone
     assert np.all(joined[8:16, 15, 15]) and not added[30:36, 30:36, 14:20].any()
     assert np.all(organ[added])

@@ -116,13 +116,14 @@ def shortest_path(cost, source, target, spacing=(1.0, 1.0, 1.0), *, bidirectiona
     return path, float(total)
 
 
-def geodesic_scribbles(cost, points, spacing=(1.0, 1.0, 1.0), margin: int | None = 2, workers: int = 3) -> np.ndarray:
+def geodesic_scribbles(cost, points, spacing=(1.0, 1.0, 1.0), margin: int | None = 2,
+                       workers: int | None = None) -> np.ndarray:
     """Boolean scribble mask: the three paths joining points (0,1), (2,3) and (4,5).
 
     The organ lies inside the bounding box of its extreme points, so the search is
     confined to that box grown by ``margin`` voxels (None searches the whole volume);
     this cuts the explored volume several-fold in a padded crop. The compiled search
-    releases the GIL, so the three paths run on up to ``workers`` threads.
+    releases the GIL, so the paths run on ``workers`` threads.
 
     Parameters
     ----------
@@ -134,30 +135,50 @@ def geodesic_scribbles(cost, points, spacing=(1.0, 1.0, 1.0), margin: int | None
         Voxel size (step lengths are weighted by it).
     margin : int or None
         Voxels around the points' box searched; None: the whole volume.
-    workers : int
-        Threads for the three searches.
+    workers : int, optional
+        Threads for the searches (default: the usable cores, at most one a path).
 
     Returns
     -------
     ndarray
         Boolean mask of the cost's shape, True on the three paths.
     """
-    cost = module_of(cost).to_numpy(cost)  # the search runs on the CPU
-    points = np.rint(np.asarray(points)).astype(np.int64)
-    points = np.clip(points, 0, np.asarray(cost.shape) - 1)
+    return geodesic_scribble_sets([cost], points, spacing, margin, workers)[0]
+
+
+def geodesic_scribble_sets(costs, points, spacing=(1.0, 1.0, 1.0), margin: int | None = 2,
+                           workers: int | None = None) -> list[np.ndarray]:
+    """:func:`geodesic_scribbles` on each of several costs of one image, all of their paths
+    searched on one pool of threads: six searches of unequal length keep two cores busier
+    than two rounds of three (on a sarcoma crop, 0.54 s against 0.69 s on 2 cores)."""
+    from ..threads import cpu_count
+
+    costs = [module_of(c).to_numpy(c) for c in costs]  # the search runs on the CPU
+    shape = np.asarray(costs[0].shape)
+    points = np.clip(np.rint(np.asarray(points)).astype(np.int64), 0, shape - 1)
     if margin is None:
-        lo, hi = np.zeros(3, dtype=np.int64), np.asarray(cost.shape)
+        lo, hi = np.zeros(3, dtype=np.int64), shape
     else:
         lo = np.maximum(points.min(axis=0) - margin, 0)
-        hi = np.minimum(points.max(axis=0) + 1 + margin, np.asarray(cost.shape))
-    sub = np.ascontiguousarray(cost[tuple(slice(a, b) for a, b in zip(lo, hi))])
-    scribble = np.zeros(cost.shape, dtype=bool)
-    with ThreadPoolExecutor(max_workers=max(1, min(3, workers))) as pool:
-        paths = pool.map(lambda a: shortest_path(sub, points[2 * a] - lo, points[2 * a + 1] - lo, spacing)[0],
-                         range(3))
-        for path in paths:
+        hi = np.minimum(points.max(axis=0) + 1 + margin, shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    subs = [np.ascontiguousarray(c[box]) for c in costs]
+    tasks = [(sub, a) for sub in subs for a in range(3)]
+
+    def search(task):
+        sub, a = task
+        return shortest_path(sub, points[2 * a] - lo, points[2 * a + 1] - lo, spacing)[0]
+
+    workers = min(len(tasks), workers or cpu_count())
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        paths = list(pool.map(search, tasks))
+    scribbles = []
+    for k in range(len(costs)):
+        scribble = np.zeros(costs[k].shape, dtype=bool)
+        for path in paths[3 * k:3 * k + 3]:
             scribble[tuple((path + lo).T)] = True
-    return scribble
+        scribbles.append(scribble)
+    return scribbles
 
 
 if numba is not None:

@@ -11,7 +11,7 @@ from ..defaults import CROP_SIZE, CT_WINDOW, PAD_MM
 from ..errors import InputError
 from ..random_walk import random_walker
 from ..xp import module_of
-from .geodesic import geodesic_scribbles, gradient_cost
+from .geodesic import geodesic_scribble_sets, geodesic_scribbles, gradient_cost
 from .roi import Box, check_spacing, crop_resample, paste_back, roi_box
 from .seeds import BACKGROUND, FOREGROUND, UNKNOWN, scribble_seeds
 
@@ -332,18 +332,22 @@ def inward_samples(crop, points, depth: float) -> np.ndarray:
     return np.concatenate(values)
 
 
-def _organ_paths(crop, cost, plain, points, spacing, organ, config: PseudoLabelConfig) -> np.ndarray:
-    """Scribbles that keep to the organ's intensity ``organ`` (median and robust standard
-    deviation of the clicks' inward samples): the paths of
-    ``cost`` plus ``path_intensity_weight`` x its mean per robust standard deviation beyond
-    ``path_intensity_free`` from that intensity, joined by the runs of ``plain`` path voxels
-    within ``plain_path_k`` robust standard deviations of it that touch those paths (a run that
-    does not touch them lies where the first path left the organ and met tissue of the organ's
-    intensity elsewhere)."""
+def _organ_cost(crop, cost, organ, config: PseudoLabelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(cost, deviation): ``cost`` plus ``path_intensity_weight`` x its mean per robust standard
+    deviation beyond ``path_intensity_free`` from the organ's intensity ``organ`` (median and
+    robust standard deviation of the clicks' inward samples), and each voxel's deviation from
+    it in robust standard deviations."""
     centre, spread = organ
     deviation = np.abs(crop - centre) / spread
     penalty = config.path_intensity_weight * float(cost.mean()) * np.maximum(deviation - config.path_intensity_free, 0.0)
-    scribble = geodesic_scribbles(cost + penalty, points, spacing)
+    return cost + penalty, deviation
+
+
+def _join_plain_runs(scribble, plain, deviation, config: PseudoLabelConfig) -> np.ndarray:
+    """The organ paths ``scribble`` joined by the runs of ``plain`` path voxels within
+    ``plain_path_k`` robust standard deviations of the organ's intensity that touch them (a run
+    that does not touch them lies where the first path left the organ and met tissue of the
+    organ's intensity elsewhere)."""
     if config.plain_path_k > 0:
         cube = np.ones((3, 3, 3), dtype=bool)
         runs, _ = ndi.label(plain & (deviation <= config.plain_path_k), structure=cube)
@@ -422,12 +426,14 @@ def _organ_intensity(crop, pts_vox, config: PseudoLabelConfig) -> _Organ | None:
 
 def _scribble(crop, pts_vox, norm_spacing, organ: _Organ | None, config: PseudoLabelConfig) -> np.ndarray:
     """Step 1: the geodesic paths between the clicks on the gradient cost, searched again on
-    the organ's intensity where ``path_intensity_weight`` > 0 (:func:`_organ_paths`)."""
+    the organ's intensity where ``path_intensity_weight`` > 0 (:func:`_organ_cost`), both searched at
+    once, joined by :func:`_join_plain_runs`."""
     cost = gradient_cost(crop, norm_spacing, config.cost_smooth_sigma)
-    scribble = geodesic_scribbles(cost, pts_vox, norm_spacing)
-    if config.path_intensity_weight > 0:
-        scribble = _organ_paths(crop, cost, scribble, pts_vox, norm_spacing, (organ.centre, organ.spread), config)
-    return scribble
+    if config.path_intensity_weight <= 0:
+        return geodesic_scribbles(cost, pts_vox, norm_spacing)
+    organ_cost, deviation = _organ_cost(crop, cost, (organ.centre, organ.spread), config)
+    plain, scribble = geodesic_scribble_sets([cost, organ_cost], pts_vox, norm_spacing)
+    return _join_plain_runs(scribble, plain, deviation, config)
 
 
 def _outside_box(points_crop, size) -> np.ndarray:

@@ -54,20 +54,21 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
     beta : float
         Diffusion penalty; edge weights are ``exp(-beta / (10 * std(data)) * grad^2) + 1e-10``.
     mode : {None, 'auto', 'rb', 'cg_j', 'cg_mg', 'cg', 'bf'}
-        Solver. At most 2**12 unknowns every mode solves exactly ('bf'), the answer a
-        stopped iteration only approaches. Above, scikit-image's four keep their meaning:
-        'bf' a direct sparse LU solve (small problems), 'cg' unpreconditioned conjugate
-        gradients (slow), 'cg_j' Jacobi-preconditioned CG (scikit-image's default; compiled kernels here), 'cg_mg'
-        CG preconditioned by pyamg's Ruge-Stueben V-cycle (CPU; without pyamg it warns and
-        runs 'cg_j', as scikit-image does). 'rb' eliminates every other voxel of the grid
-        (red-black ordering) and runs Jacobi-CG on the other half: about 60% of the
-        iterations of 'cg_j', each costing about one mat-vec. None/'auto': 'cg_j' below
-        2**15 unknowns (scikit-image's default, to rounding), else 'rb' on the CPU and
-        'cg_j' on a GPU, the fastest measured (benchmarks/bench_random_walker.py on a
-        phantom crop; bench_rw_real.py on real ones). A geometric multigrid V-cycle was
-        no faster than 'rb' at the same largest error on phantom crops and took 22 s on a
-        real abdominal crop where 'cg_j' took 2.4 s, so it was removed; 'cg_mg' stays for
-        scikit-image's users.
+        Solver. At most 2**12 unknowns every mode solves exactly ('bf'), the answer a stopped
+        iteration only approaches. Above, scikit-image's four keep their meaning: 'bf' a direct
+        sparse LU solve (small problems), 'cg' unpreconditioned conjugate gradients (slow),
+        'cg_j' Jacobi-preconditioned CG (scikit-image's default; compiled kernels here), 'cg_mg'
+        CG preconditioned by pyamg's Ruge-Stueben V-cycle (CPU; without pyamg it warns and runs
+        'cg_j', as scikit-image does). 'rb' eliminates every other voxel of the grid (red-black
+        ordering) and runs Jacobi-CG on the other half: about 60% of the iterations of 'cg_j',
+        each costing about one mat-vec. None/'auto': 'cg_j' below 2**15 unknowns (scikit-image's
+        default, to rounding), else 'rb' on the CPU and 'cg_j' on a GPU, the fastest measured
+        (benchmarks/bench_random_walker.py on a phantom crop; bench_rw_real.py on real ones). A
+        geometric multigrid V-cycle was no faster than 'rb' at the same largest error on phantom
+        crops and took 22 s on a real abdominal crop where 'cg_j' took 2.4 s, so it was removed;
+        an aggregation multigrid preconditioner (strong edges inside 2x2x2 boxes) cut the
+        iterations about fivefold on real crops but cost four to six times as much per
+        iteration, and won only on the largest (docs/history.md). 'cg_mg' stays for scikit-image's users.
     tol : float
         Relative residual tolerance of each iterative solve: ``||b - A x|| <= tol ||b||``.
     copy : bool
