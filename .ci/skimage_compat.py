@@ -41,7 +41,8 @@ filterwarnings =
 """
 CONFTEST = '''import pytest
 
-WHY = "expects the range warning of scikit-image's misaligned system; the exact answer is in [0, 1] (see .ci/skimage_compat.py)"
+WHY = ("expects the range warning of scikit-image's misaligned system; the exact answer is in [0, 1] "
+       "(see .ci/skimage_compat.py)")
 KNOWN = {name: WHY for name in ("test_prob_tol", "test_isolated_seeds", "test_isolated_area")}
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from _harness import parser, report
 
-SHARED = Path("/work/shared/data")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SCANS = [("ct_sarcoma", c, 1) for c in ("STS_002", "STS_004", "STS_006", "STS_007")] + \
         [("ct_headneck", c, 7) for c in ("pt_100", "pt_105", "pt_112", "pt_113")]  # 7: the mandible
 

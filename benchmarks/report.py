@@ -25,8 +25,8 @@ PROVENANCE_FIELDS = ("commit", "machine", "command", "date")
 GROUPS = [
     ("Random walker and the other kernels", [
         "random_walker_real_battery", "random_walker", "random_walker_h100", "dijkstra", "seeds",
-        "pseudo_label_speed", "refresh", "point_loss", "point_loss_h100", "network", "network_h100",
-        "shared_cpu"]),
+        "pseudo_label_speed", "pseudo_label_steps", "refresh", "point_loss", "point_loss_h100", "network",
+        "network_h100", "shared_cpu"]),
     ("Pseudo labels", ["pseudo_label_real", "clicks_workflow_sarcoma"]),
     ("Training: Table 1 and the main job", [
         "ablation_sarcoma", "ablation_headneck_mandible", "ablation_headneck_rightparotid", "pad_fraction_runs",
