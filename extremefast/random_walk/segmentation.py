@@ -67,7 +67,7 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
         geometric multigrid V-cycle was no faster than 'rb' at the same largest error on phantom
         crops and took 22 s on a real abdominal crop where 'cg_j' took 2.4 s, so it was removed;
         an aggregation multigrid preconditioner (strong edges inside 2x2x2 boxes) cut the
-        iterations about fivefold on real crops but cost four to six times as much per
+        iterations three- to eightfold on real crops but cost four to six times as much per
         iteration, and won only on the largest (docs/history.md). 'cg_mg' stays for scikit-image's users.
     tol : float
         Relative residual tolerance of each iterative solve: ``||b - A x|| <= tol ||b||``.
