@@ -112,6 +112,19 @@ def fixed_threads() -> tuple[int, str] | None:
     return None
 
 
+def current_threads() -> int:
+    """The threads this process's compiled loops may use now: Numba's count (which
+    :func:`use_threads` sets), capped by a count the user fixed (:func:`fixed_threads`)."""
+    try:
+        import numba
+
+        n = numba.get_num_threads()
+    except Exception:  # numba absent or its pool not available
+        n = cpu_count()
+    fixed = fixed_threads()
+    return max(1, min(n, fixed[0]) if fixed else n)
+
+
 def threads_for(free: float, limit: int, current: int | None = None) -> int:
     """The thread count for ``free`` cores: at least 1, at most ``limit``. With a ``current``
     count, a margin against noise: it changes only when the free cores differ from it by at

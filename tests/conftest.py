@@ -37,6 +37,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _iterative_small_problems(request, monkeypatch):
+    """The walker solves systems of at most 2**12 unknowns exactly (``segmentation._DIRECT``).
+    The tests' problems are mostly that small and were written to exercise the iterative
+    solvers (their modes, warm starts, batching, breakdown), so the exact band is off in
+    them; a test of the band itself is marked ``exact_band``."""
+    if request.node.get_closest_marker("exact_band") is None:
+        from extremefast.random_walk import segmentation
+
+        monkeypatch.setattr(segmentation, "_DIRECT", 0)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from extremefast.errors import InputError
 from extremefast.pseudo import geodesic_scribbles, shortest_path
+from extremefast.pseudo.geodesic import geodesic_scribble_sets
 from extremefast.pseudo.geodesic_ref import shortest_path_ref
 
 
@@ -49,3 +51,19 @@ def test_scribbles_connect_each_pair():
     s = geodesic_scribbles(cost, pts)
     assert all(s[tuple(p)] for p in pts)
     assert ndi.label(s, structure=np.ones((3, 3, 3)))[1] == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2, 6])
+def test_path_sets_on_one_pool_equal_separate_searches(workers):
+    """geodesic_scribble_sets searches every cost's three paths on one pool: each mask is the
+    one geodesic_scribbles gives for that cost alone, on one thread."""
+    rng = np.random.default_rng(5)
+    costs = [rng.random((30, 26, 22)) + 0.05, rng.random((30, 26, 22)) ** 2 + 0.01]
+    pts = np.array([[2, 13, 11], [27, 12, 10], [15, 1, 9], [14, 24, 12], [16, 12, 1], [13, 14, 20]])
+    sets = geodesic_scribble_sets(costs, pts, workers=workers)
+    assert len(sets) == 2
+    for cost, scribble in zip(costs, sets):
+        np.testing.assert_array_equal(scribble, geodesic_scribbles(cost, pts, workers=1))
+    with pytest.raises(InputError, match="costs of one shape"):
+        geodesic_scribble_sets([costs[0], costs[0][:-1]], pts)
+

@@ -172,8 +172,7 @@ def test_plain_paths_join_only_where_the_intensity_fits():
 def test_plain_path_runs_join_only_where_they_touch_the_organ_paths():
     # a box organ and, beyond fat, a blob of the organ's intensity; a hand-made first path runs
     # inside the organ from a click, and a second stretch of it lies in the blob
-    from extremefast.pseudo.geodesic import gradient_cost
-    from extremefast.pseudo.geodesic import geodesic_scribbles
+    from extremefast.pseudo.geodesic import geodesic_scribbles, gradient_cost
     from extremefast.pseudo.pseudo_label import _join_plain_runs, _organ_cost, _robust_centre, inward_samples
 
     rng = np.random.default_rng(3)

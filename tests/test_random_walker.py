@@ -450,6 +450,7 @@ def test_small_problems_get_scikit_image_default_answer(rng):
                                sk_random_walker(data, labels, return_full_prob=True), atol=1e-9)
 
 
+@pytest.mark.exact_band
 @pytest.mark.parametrize("mode", segmentation.MODES)
 def test_small_problems_are_solved_exactly_in_every_mode(rng, mode):
     """At most 2**12 unknowns every mode gives the exact answer (sparse LU): here pockets walled
@@ -464,6 +465,37 @@ def test_small_problems_are_solved_exactly_in_every_mode(rng, mode):
         ours = random_walker(data, seeds, beta=4000, mode=mode, return_full_prob=True)
     assert np.abs(iterate - exact).max() > 0.01
     np.testing.assert_allclose(ours, exact, atol=1e-9)
+
+
+def _isolated_problem(centre):
+    """scikit-image's 7x7 problem of test_isolated_seeds (``centre`` 1: a seed at (1, 1) with
+    no active neighbour) and test_isolated_area (0: an unknown voxel there, which no seed
+    reaches): 14 unknowns in the corner block, weights down to 1e-10."""
+    a = np.random.RandomState(0).random_sample((7, 7))
+    mask = -np.ones(a.shape)
+    mask[1, 1] = centre
+    mask[3:, 3:] = 0
+    mask[4, 4] = 2
+    mask[6, 6] = 1
+    return a, mask
+
+
+@pytest.mark.exact_band
+def test_isolated_seeds_and_area_keep_scikit_image_labels_and_are_exact():
+    """scikit-image's assertions on these two problems, without its expected range warning:
+    the exact answer (14 unknowns) lies in [0, 1], where a Jacobi-CG stopped at tol 1e-3
+    gives -0.53 at (3, 6) (exact: 0.4965)."""
+    for centre, label in ((1, 1), (0, 0)):
+        a, mask = _isolated_problem(centre)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no range warning, nothing else
+            assert random_walker(a, mask)[1, 1] == label
+            full = random_walker(a, mask, return_full_prob=True)
+        assert full[0, 1, 1] == label and full[1, 1, 1] == 0
+        assert full.min() >= 0.0 and full.max() <= 1.0
+        np.testing.assert_allclose(full, random_walker(a, mask, mode="bf", return_full_prob=True), atol=1e-12)
+    a, mask = _isolated_problem(1)
+    assert random_walker(a, mask, return_full_prob=True)[0, 3, 6] == pytest.approx(0.4965, abs=1e-4)
 
 
 # --- robust by construction ---------------------------------------------------------------

@@ -582,3 +582,24 @@ def test_masks_are_written_only_inside_the_datastore(tiny, tmp_path):
         assert victim.read_bytes() == kept
     finally:
         stop()
+
+
+@pytest.mark.exact_band
+@pytest.mark.parametrize("modality", ["CT", "MR"])
+def test_warm_up_compiles_the_iterative_walker(monkeypatch, modality):
+    """The server's warm-up crop has more unknowns than the walker solves exactly, so the
+    first annotator's request does not wait for the iterative solve's kernels."""
+    from extremefast.random_walk import segmentation
+    from extremefast.serve.models import Walker
+
+    solvers = []
+    real = segmentation._plan
+
+    def spy(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        solvers.append(plan.solver)
+        return plan
+
+    monkeypatch.setattr(segmentation, "_plan", spy)
+    Walker(modality).warm()
+    assert solvers == ["rb"]

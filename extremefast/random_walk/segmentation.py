@@ -16,15 +16,17 @@ from ._seeds import full_probabilities, label_values, output_codes, preprocess
 from ._solvers import direct_solve, ruge_stuben_preconditioner
 
 MODES = ("auto", "rb", "cg_j", "cg_mg", "cg", "bf")
-# Below this many unknowns every mode solves every label's column in float64, as scikit-image
-# does, so small images get scikit-image's answer (and its warnings) to rounding; the whole
-# solve then takes milliseconds. Above it, 'auto', 'rb' and 'cg_j' store the system in float32
-# (with float64 sums, see _kernels) and solve K - 1 columns, the last being 1 - their sum.
+# From _DIRECT to this many unknowns every mode solves every label's column in float64, as
+# scikit-image does, so small images get scikit-image's answer (and its warnings) to rounding; the
+# whole solve then takes milliseconds. Above it, 'auto', 'rb' and 'cg_j' store the system in
+# float32 (with float64 sums, see _kernels) and solve K - 1 columns, the last being 1 - their sum.
 _SMALL = 2**15
-# At most this many unknowns, every mode solves exactly (sparse LU, float64, every column):
-# milliseconds, and no iterate to be wrong. A Jacobi-CG stopped at tol 1e-3 on such a system
-# can be far off where weights of 1e-10 wall voxels in: scikit-image's test_prob_tol case (14
-# unknowns) gives -0.53 at a voxel whose exact value is 0.4965.
+# At most this many unknowns, every mode solves exactly (sparse LU, float64, every column): no
+# iterate to be wrong. A Jacobi-CG stopped at tol 1e-3 on such a system can be far off where
+# weights of 1e-10 wall voxels in: on scikit-image's 7x7 test problem (14 unknowns) it gives -0.53
+# at a voxel whose exact value is 0.4965. Cost at the top of the band: a random 16^3 image with
+# two seeded faces (3,584 unknowns) takes 56 ms exact against 16 ms by Jacobi-CG, whose answer
+# leaves [0, 1] there.
 _DIRECT = 2**12
 # The red-black solve at half the tolerance: its largest error then stays below Jacobi-CG's
 # at the requested tol for ~13% more iterations (benchmarks/bench_random_walker.py).
@@ -67,7 +69,7 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
         geometric multigrid V-cycle was no faster than 'rb' at the same largest error on phantom
         crops and took 22 s on a real abdominal crop where 'cg_j' took 2.4 s, so it was removed;
         an aggregation multigrid preconditioner (strong edges inside 2x2x2 boxes) cut the
-        iterations three- to eightfold on real crops but cost four to six times as much per
+        iterations 2.6- to 8.5-fold on real crops but cost four to six times as much per
         iteration, and won only on the largest (docs/history.md). 'cg_mg' stays for scikit-image's users.
     tol : float
         Relative residual tolerance of each iterative solve: ``||b - A x|| <= tol ||b||``.
@@ -122,7 +124,7 @@ def random_walker(data, labels, beta=130, mode=None, tol=1.0e-3, copy=True, retu
     float64 by Jacobi-CG, with a warning, and no answer is clipped to hide a failure.
 
     Regions joined to the rest only by weak edges (real CT at high beta) carry an error the
-    residual test cannot see. 'rb' (always) and 'cg_j' (above 2**15 unknowns) therefore
+    residual test cannot see. 'rb' (above 2**12 unknowns) and 'cg_j' (above 2**15) therefore
     start from the coarse solution of the graph's strongly linked components, iterate to
     ``tol / 10`` and end with the coarse (Galerkin) correction (``_coarse``); on the real
     battery of benchmarks/bench_rw_real.py that keeps every label within 0.04% of a tight
@@ -159,8 +161,9 @@ def random_walker_batch(data, labels, beta=130, tol=1.0e-3, spacing=None, *, pro
     launch and every convergence check serves all cases; a case stops moving once its own
     residual is below ``tol / 10``, tested every ``check_every`` iterations (each test is
     one small device-to-host copy), and the stack starts from and ends with the coarse
-    correction of its strong components (``_coarse``; they never cross cases). On the CPU
-    each case is solved in turn by ``mode='rb'``, which is faster there. ``data``,
+    correction of its strong components (``_coarse``; they never cross cases). A case of at
+    most 2**12 unknowns is solved exactly, alone. On the CPU each case is solved in turn by
+    ``mode='rb'``, which is faster there. ``data``,
     ``labels``, ``spacing`` (one for all or one per case) and ``x0`` (None or one per case,
     each None or the previous probability of label 1) follow :func:`random_walker`.
 
@@ -362,9 +365,9 @@ def _plan(mode, device, n_unknowns, shape, tol, maxiter) -> _Plan:
     if mode == "auto":
         mode = "cg_j" if (small or device == "cuda") else "rb"
     float32 = mode in ("rb", "cg_j") and not small and tol >= 1e-5
-    # The coarse correction: 'rb' always; 'cg_j' (and so 'auto') above 2**15 unknowns, where
-    # scikit-image's answer is not reproduced anyway. Below, scikit-image's suite expects its
-    # own answer, range warning included.
+    # The coarse correction: 'rb' always (above _DIRECT); 'cg_j' (and so 'auto') above 2**15
+    # unknowns, where scikit-image's answer is not reproduced anyway. From _DIRECT to 2**15 the
+    # default keeps scikit-image's answer, range warning included.
     corrected = mode == "rb" or (mode == "cg_j" and not small)
     if not maxiter:  # scikit-image's (SciPy's) cap 10 n; above _SMALL a cap by the grid's extent
         maxiter = 10 * n_unknowns if small else min(10 * n_unknowns, _ITERATIONS_PER_AXIS_VOXEL * int(sum(shape)))
@@ -555,7 +558,8 @@ def _solve_stacked(am, problems, labels, beta, tol, check_every, prob_tol):
     """The batched path of :func:`random_walker_batch` on any array module (the tests run
     it on numpy): prepared problems (or reasons) -> full probabilities.
 
-    One Jacobi-CG with the coarse correction serves every case at once; a case that it leaves
+    A case of at most ``_DIRECT`` unknowns is solved exactly, alone. One Jacobi-CG with the
+    coarse correction serves every other case at once; a case that it leaves
     unconverged, broken down or outside [0, 1] is solved again alone by :func:`_solve_problem`
     (mode ``cg_j``), so it gets the single path's float64 retry, range refinement and warnings."""
     out = [None if isinstance(p, _Problem) else _passthrough(lab, p, True) for p, lab in zip(problems, labels)]
