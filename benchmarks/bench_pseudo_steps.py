@@ -10,6 +10,7 @@ bit; the fastest of ``--repeat`` runs is reported.
 """
 from __future__ import annotations
 
+import importlib
 import time
 from collections import defaultdict
 
@@ -44,8 +45,6 @@ class StepTimer:
         self._saved = []
 
     def __enter__(self):
-        import importlib
-
         for step, places in STEPS.items():
             for module_name, name in places:
                 module = importlib.import_module(module_name)

@@ -351,6 +351,32 @@ def test_batched_solve_equals_separate_solves(rng):
         np.testing.assert_allclose(pub, ref, atol=2e-5)
 
 
+@pytest.mark.exact_band
+def test_batched_path_solves_small_cases_exactly_and_stacks_the_rest(rng, monkeypatch):
+    """In the stacked path a case of at most 2**12 unknowns is solved exactly, alone, and the
+    others are stacked as before: each answer is its single solve's."""
+    cases = [_problem(rng, (12, 11, 9)), _problem(rng, (20, 19, 17)), _problem(rng, (9, 10, 11), nlabels=3)]
+    sizes = [int(np.count_nonzero(lab == 0)) for _, lab in cases]
+    assert sizes[0] <= segmentation._DIRECT < sizes[1] and sizes[2] <= segmentation._DIRECT
+    stacked = []
+    real = segmentation._stacked_columns
+
+    def spy(am, problems, todo, *args):
+        stacked.append(list(todo))
+        return real(am, problems, todo, *args)
+
+    monkeypatch.setattr(segmentation, "_stacked_columns", spy)
+    labels = [lab for _, lab in cases]
+    problems = [segmentation._prepare(d, lab, None, None, None) for d, lab in cases]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batched = segmentation._solve_stacked(array_module("cpu"), problems, labels, 60, 1e-7, 3, 1e-3)
+        separate = [random_walker(d, lab, beta=60, tol=1e-7, mode="cg_j", return_full_prob=True) for d, lab in cases]
+    assert stacked == [[1]]
+    for k, (ours, ref) in enumerate(zip(batched, separate)):
+        np.testing.assert_allclose(ours, ref, atol=1e-12 if k != 1 else 2e-5)
+
+
 def _batched(am, A, case, ncases):
     system = PreconditionedSystem(A, "jacobi", generic=True)
     system.steps = BatchedSteps(am.xp, system.dtype, case, ncases)
@@ -481,21 +507,26 @@ def _isolated_problem(centre):
 
 
 @pytest.mark.exact_band
-def test_isolated_seeds_and_area_keep_scikit_image_labels_and_are_exact():
+def test_isolated_seeds_and_area_keep_scikit_image_labels_and_are_exact(monkeypatch):
     """scikit-image's assertions on these two problems, without its expected range warning:
     the exact answer (14 unknowns) lies in [0, 1], where a Jacobi-CG stopped at tol 1e-3
-    gives -0.53 at (3, 6) (exact: 0.4965)."""
+    gives -0.53 at (3, 6) (exact: 0.4965). The reference is another algorithm: Jacobi-CG with
+    the exact band off, run to tol 1e-12."""
+    exact = {}
     for centre, label in ((1, 1), (0, 0)):
         a, mask = _isolated_problem(centre)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no range warning, nothing else
             assert random_walker(a, mask)[1, 1] == label
-            full = random_walker(a, mask, return_full_prob=True)
+            exact[centre] = full = random_walker(a, mask, return_full_prob=True)
         assert full[0, 1, 1] == label and full[1, 1, 1] == 0
         assert full.min() >= 0.0 and full.max() <= 1.0
-        np.testing.assert_allclose(full, random_walker(a, mask, mode="bf", return_full_prob=True), atol=1e-12)
-    a, mask = _isolated_problem(1)
-    assert random_walker(a, mask, return_full_prob=True)[0, 3, 6] == pytest.approx(0.4965, abs=1e-4)
+    monkeypatch.setattr(segmentation, "_DIRECT", 0)
+    for centre, full in exact.items():
+        a, mask = _isolated_problem(centre)
+        iterated = random_walker(a, mask, mode="cg_j", tol=1e-12, return_full_prob=True)
+        np.testing.assert_allclose(full, iterated, atol=1e-8)
+    assert exact[1][0, 3, 6] == pytest.approx(0.4965, abs=1e-4)
 
 
 # --- robust by construction ---------------------------------------------------------------

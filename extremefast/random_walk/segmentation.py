@@ -568,12 +568,11 @@ def _solve_stacked(am, problems, labels, beta, tol, check_every, prob_tol):
         return out
     plans = [_plan("cg_j", am.device, int(np.count_nonzero(problems[i].seeds == 0)), problems[i].seeds.shape, tol,
                    None) for i in todo]
-    for i, plan in zip(todo, plans):
-        if plan.solver == "bf":  # solved exactly, alone
-            X, unknown = _solve_problem(am, problems[i], beta, "bf", tol, None, prob_tol)
-            _check_range(X, prob_tol)
-            out[i] = _finish(problems[i], X, unknown, True)
-    plans, todo = [p for p in plans if p.solver != "bf"], [i for i, p in zip(todo, plans) if p.solver != "bf"]
+    exact = {i for i, plan in zip(todo, plans) if plan.solver == "bf"}
+    for i in exact:
+        out[i] = _solved_alone(am, problems[i], beta, "bf", tol, prob_tol)
+    plans = [plan for i, plan in zip(todo, plans) if i not in exact]
+    todo = [i for i in todo if i not in exact]
     if not todo:
         return out
     dtype = np.float32 if all(p.dtype == np.float32 for p in plans) else np.float64
@@ -583,15 +582,23 @@ def _solve_stacked(am, problems, labels, beta, tol, check_every, prob_tol):
                                      check_every)
     for c, (i, part, (_, _, unknown), (implied, solved)) in enumerate(zip(todo, parts, systems, columns)):
         if failed[c] or not _in_range(am.xp, part, implied, prob_tol):
-            X, unknown = _solve_problem(am, problems[i], beta, "cg_j", tol, None, prob_tol)
-        else:
-            X = am.xp.zeros((part.shape[0], problems[i].nlabels), dtype=np.float64)
-            X[:, solved] = part
-            X[:, implied] = 1.0 - part.sum(axis=1)
-            X, unknown = am.to_numpy(X), am.to_numpy(unknown)
+            out[i] = _solved_alone(am, problems[i], beta, "cg_j", tol, prob_tol)
+            continue
+        X = am.xp.zeros((part.shape[0], problems[i].nlabels), dtype=np.float64)
+        X[:, solved] = part
+        X[:, implied] = 1.0 - part.sum(axis=1)
+        X = am.to_numpy(X)
         _check_range(X, prob_tol)
-        out[i] = _finish(problems[i], X, unknown, True)
+        out[i] = _finish(problems[i], X, am.to_numpy(unknown), True)
     return out
+
+
+def _solved_alone(am, problem, beta, mode, tol, prob_tol):
+    """One case of the batched path through the single path (its retries and warnings): the
+    full probabilities."""
+    X, unknown = _solve_problem(am, problem, beta, mode, tol, None, prob_tol)
+    _check_range(X, prob_tol)
+    return _finish(problem, X, unknown, True)
 
 
 def _stacked_columns(am, problems, todo, systems, columns, tol, maxiter, check_every):
