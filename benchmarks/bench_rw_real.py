@@ -11,7 +11,7 @@ the seconds inside CG and the bytes its iterations stream: each iteration reads 
 of the system's stencil once and the CG vectors as many times as the kernels touch them
 (:func:`bytes_per_iteration`; gathers counted once, so a floor on the traffic). Their
 ratio, GB/s, stands beside the machine's copy bandwidth measured in the same run by a
-compiled copy on every core (bytes read + written), so the distance to the memory floor is
+compiled copy on every core (bytes read + written), so the distance to the copy bandwidth is
 a number ('cg_mg', whose pyamg cycle is not modelled, gets none).
 """
 from __future__ import annotations
